@@ -1,0 +1,121 @@
+//! Feed configuration: a builder checked once, at construction.
+
+use std::fmt;
+
+/// Default ring capacity: 65,536 events.
+pub const DEFAULT_CAPACITY: usize = 1 << 16;
+
+/// How a [`Feed`](crate::Feed) is built.
+///
+/// Built with methods rather than a struct literal because two options only
+/// make sense for some key and value types (suppression needs `V: PartialEq`,
+/// size limits need byte-like keys and values), and the builder lets the type
+/// system say so.
+///
+/// ```
+/// use kvfeed::{Config, Feed};
+/// let feed: Feed<String, String> = Feed::with_config(
+///     Config::new().capacity(1 << 10).suppress_unchanged().max_value_len(4096),
+/// ).unwrap();
+/// assert_eq!(feed.capacity(), 1024);
+/// ```
+pub struct Config<K, V> {
+    pub(crate) capacity: usize,
+    pub(crate) same_value: Option<fn(&V, &V) -> bool>,
+    pub(crate) key_len: Option<(fn(&K) -> usize, usize)>,
+    pub(crate) value_len: Option<(fn(&V) -> usize, usize)>,
+}
+
+impl<K, V> Default for Config<K, V> {
+    fn default() -> Self {
+        Config {
+            capacity: DEFAULT_CAPACITY,
+            same_value: None,
+            key_len: None,
+            value_len: None,
+        }
+    }
+}
+
+impl<K, V> Config<K, V> {
+    /// The defaults: capacity 65,536, no suppression, no size limits.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Ring capacity in events: a power of two, at least 2. Anything else is
+    /// rejected by [`Feed::with_config`](crate::Feed::with_config) (no
+    /// rounding: a silently bigger ring would hide a configuration mistake).
+    pub fn capacity(mut self, capacity: usize) -> Self {
+        self.capacity = capacity;
+        self
+    }
+
+    /// An unchanged put (same value as the key's current one) emits nothing and
+    /// returns the key's current version.
+    pub fn suppress_unchanged(mut self) -> Self
+    where
+        V: PartialEq,
+    {
+        self.same_value = Some(|a, b| a == b);
+        self
+    }
+
+    /// Longest key accepted, in bytes; longer ones fail with `TooLarge`.
+    pub fn max_key_len(mut self, max: usize) -> Self
+    where
+        K: AsRef<[u8]>,
+    {
+        self.key_len = Some((|k| k.as_ref().len(), max));
+        self
+    }
+
+    /// Longest value accepted, in bytes; longer ones fail with `TooLarge`.
+    pub fn max_value_len(mut self, max: usize) -> Self
+    where
+        V: AsRef<[u8]>,
+    {
+        self.value_len = Some((|v| v.as_ref().len(), max));
+        self
+    }
+
+    pub(crate) fn validate(self) -> Result<Settings<K, V>, ConfigError> {
+        if self.capacity < 2 || !self.capacity.is_power_of_two() || self.capacity > 1 << 40 {
+            return Err(ConfigError::Capacity(self.capacity));
+        }
+        Ok(Settings {
+            capacity: self.capacity,
+            same_value: self.same_value,
+            key_len: self.key_len,
+            value_len: self.value_len,
+        })
+    }
+}
+
+/// A validated configuration.
+pub(crate) struct Settings<K, V> {
+    pub(crate) capacity: usize,
+    pub(crate) same_value: Option<fn(&V, &V) -> bool>,
+    pub(crate) key_len: Option<(fn(&K) -> usize, usize)>,
+    pub(crate) value_len: Option<(fn(&V) -> usize, usize)>,
+}
+
+/// A configuration the feed cannot be built with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigError {
+    /// The capacity is 0, 1, not a power of two, or above 2^40.
+    Capacity(usize),
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::Capacity(n) => write!(
+                f,
+                "ring capacity {n} is invalid: it must be a power of two between 2 and 2^40"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}

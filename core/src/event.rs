@@ -1,0 +1,327 @@
+//! What watchers receive: owned events and borrowed views.
+
+use std::fmt;
+
+use crate::node::{Node, NodeKind};
+use crate::reclaim::Guard;
+use crate::sync::{Arc, Ordering};
+
+/// The kind of a change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Kind {
+    /// The key was absent.
+    Create,
+    /// The key was present.
+    Update,
+    /// The key was removed.
+    Delete,
+}
+
+impl Kind {
+    /// This kind as a one-bit mask.
+    pub fn mask(self) -> Kinds {
+        match self {
+            Kind::Create => Kinds::CREATE,
+            Kind::Update => Kinds::UPDATE,
+            Kind::Delete => Kinds::DELETE,
+        }
+    }
+
+    pub(crate) fn of(kind: NodeKind) -> Kind {
+        match kind {
+            NodeKind::Create => Kind::Create,
+            NodeKind::Update => Kind::Update,
+            NodeKind::Delete => Kind::Delete,
+            NodeKind::Skip => unreachable!("skip markers are never shown"),
+        }
+    }
+}
+
+/// A set of [`Kind`]s, for watch filters.
+///
+/// ```
+/// use kvfeed::Kinds;
+/// let m = Kinds::CREATE | Kinds::DELETE;
+/// assert!(m.contains(Kinds::DELETE) && !m.contains(Kinds::UPDATE));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Kinds(u8);
+
+impl Kinds {
+    /// Creates.
+    pub const CREATE: Kinds = Kinds(1);
+    /// Updates.
+    pub const UPDATE: Kinds = Kinds(2);
+    /// Deletes.
+    pub const DELETE: Kinds = Kinds(4);
+    /// Every kind.
+    pub const ALL: Kinds = Kinds(7);
+    /// No kind.
+    pub const NONE: Kinds = Kinds(0);
+
+    /// True when every kind of `other` is in `self`.
+    pub fn contains(self, other: Kinds) -> bool {
+        self.0 & other.0 == other.0
+    }
+
+    /// The raw bits (CREATE = 1, UPDATE = 2, DELETE = 4).
+    pub fn bits(self) -> u8 {
+        self.0
+    }
+
+    /// From raw bits; unknown bits are dropped.
+    pub fn from_bits_truncate(bits: u8) -> Kinds {
+        Kinds(bits & 7)
+    }
+}
+
+impl std::ops::BitOr for Kinds {
+    type Output = Kinds;
+    fn bitor(self, rhs: Kinds) -> Kinds {
+        Kinds(self.0 | rhs.0)
+    }
+}
+
+/// An owned change: the caller keeps it as long as it likes.
+#[derive(PartialEq, Eq)]
+pub struct Change<K, V> {
+    /// Its sequence number (for snapshot items: the key's version).
+    pub seq: u64,
+    /// Create, Update or Delete.
+    pub kind: Kind,
+    /// The key.
+    pub key: K,
+    /// The new value (Create, Update).
+    pub value: Option<Arc<V>>,
+    /// The previous value (Update, Delete).
+    pub old: Option<Arc<V>>,
+}
+
+impl<K: Clone, V> Clone for Change<K, V> {
+    fn clone(&self) -> Self {
+        Change {
+            seq: self.seq,
+            kind: self.kind,
+            key: self.key.clone(),
+            value: self.value.clone(),
+            old: self.old.clone(),
+        }
+    }
+}
+
+impl<K: Clone, V> Change<K, V> {
+    /// Copies a change record out.
+    pub(crate) fn of_node(n: &Node<K, V>) -> Self {
+        Change {
+            seq: n.seq.load(Ordering::Relaxed),
+            kind: Kind::of(n.kind),
+            key: n.key().clone(),
+            value: n.value.clone(),
+            old: n.old.clone(),
+        }
+    }
+}
+
+impl<K: fmt::Debug, V: fmt::Debug> fmt::Debug for Change<K, V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Change")
+            .field("seq", &self.seq)
+            .field("kind", &self.kind)
+            .field("key", &self.key)
+            .field("value", &self.value.as_deref())
+            .field("old", &self.old.as_deref())
+            .finish()
+    }
+}
+
+/// An owned item of a watcher's stream.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Event<K, V> {
+    /// A change.
+    Change(Change<K, V>),
+    /// The end of a snapshot: `at` was the head when the scan began,
+    /// `consistent_at` the head when it ended.
+    SnapshotDone {
+        /// Head when the scan began; live events follow from `at + 1`.
+        at: u64,
+        /// Head when the scan ended; from here on the view equals the store.
+        consistent_at: u64,
+    },
+}
+
+impl<K: Clone, V> Clone for Event<K, V> {
+    fn clone(&self) -> Self {
+        match self {
+            Event::Change(c) => Event::Change(c.clone()),
+            Event::SnapshotDone { at, consistent_at } => Event::SnapshotDone {
+                at: *at,
+                consistent_at: *consistent_at,
+            },
+        }
+    }
+}
+
+impl<K, V> Event<K, V> {
+    /// The change, if this is one.
+    pub fn as_change(&self) -> Option<&Change<K, V>> {
+        match self {
+            Event::Change(c) => Some(c),
+            Event::SnapshotDone { .. } => None,
+        }
+    }
+}
+
+/// A borrowed item of a watcher's stream, valid until the watcher's next read.
+pub enum EventRef<'w, K, V> {
+    /// A change, borrowed.
+    Change(ChangeRef<'w, K, V>),
+    /// The end of a snapshot (see [`Event::SnapshotDone`]).
+    SnapshotDone {
+        /// Head when the scan began.
+        at: u64,
+        /// Head when the scan ended.
+        consistent_at: u64,
+    },
+}
+
+impl<K: Clone, V> EventRef<'_, K, V> {
+    /// Copies the event out (clones the key and the values' `Arc`s).
+    pub fn to_owned(&self) -> Event<K, V> {
+        match self {
+            EventRef::Change(c) => Event::Change(c.to_owned()),
+            EventRef::SnapshotDone { at, consistent_at } => Event::SnapshotDone {
+                at: *at,
+                consistent_at: *consistent_at,
+            },
+        }
+    }
+}
+
+impl<'w, K, V> EventRef<'w, K, V> {
+    /// The change, if this is one.
+    pub fn as_change(&self) -> Option<&ChangeRef<'w, K, V>> {
+        match self {
+            EventRef::Change(c) => Some(c),
+            EventRef::SnapshotDone { .. } => None,
+        }
+    }
+}
+
+/// A change read in place: reading it wrote nothing shared with other
+/// watchers. Keep it briefly (it holds a reclamation guard); call
+/// [`to_owned`](ChangeRef::to_owned) to keep the event.
+pub struct ChangeRef<'w, K, V> {
+    inner: RefInner<'w, K, V>,
+}
+
+enum RefInner<'w, K, V> {
+    Live {
+        node: *const Node<K, V>,
+        _guard: Guard<'w>,
+    },
+    Owned(&'w Change<K, V>),
+}
+
+impl<'w, K, V> ChangeRef<'w, K, V> {
+    /// # Safety
+    /// `node` is a change record (not a skip) that `guard` protects.
+    pub(crate) unsafe fn live(node: *const Node<K, V>, guard: Guard<'w>) -> Self {
+        ChangeRef {
+            inner: RefInner::Live {
+                node,
+                _guard: guard,
+            },
+        }
+    }
+
+    pub(crate) fn owned(change: &'w Change<K, V>) -> Self {
+        ChangeRef {
+            inner: RefInner::Owned(change),
+        }
+    }
+
+    fn node(&self) -> Result<&Node<K, V>, &Change<K, V>> {
+        match &self.inner {
+            // SAFETY: the guard stored beside `node` protects it for as long as
+            // `self` (and so the returned borrow) lives.
+            RefInner::Live { node, .. } => Ok(unsafe { &**node }),
+            RefInner::Owned(c) => Err(c),
+        }
+    }
+
+    /// The sequence number.
+    pub fn seq(&self) -> u64 {
+        match self.node() {
+            Ok(n) => n.seq.load(Ordering::Relaxed),
+            Err(c) => c.seq,
+        }
+    }
+
+    /// Create, Update or Delete.
+    pub fn kind(&self) -> Kind {
+        match self.node() {
+            Ok(n) => Kind::of(n.kind),
+            Err(c) => c.kind,
+        }
+    }
+
+    /// The key.
+    pub fn key(&self) -> &K {
+        match self.node() {
+            Ok(n) => n.key(),
+            Err(c) => &c.key,
+        }
+    }
+
+    /// The new value (Create, Update).
+    pub fn value(&self) -> Option<&V> {
+        match self.node() {
+            Ok(n) => n.value.as_deref(),
+            Err(c) => c.value.as_deref(),
+        }
+    }
+
+    /// The previous value (Update, Delete).
+    pub fn old(&self) -> Option<&V> {
+        match self.node() {
+            Ok(n) => n.old.as_deref(),
+            Err(c) => c.old.as_deref(),
+        }
+    }
+
+    /// Copies the change out (clones the key and the values' `Arc`s).
+    pub fn to_owned(&self) -> Change<K, V>
+    where
+        K: Clone,
+    {
+        match self.node() {
+            Ok(n) => Change::of_node(n),
+            Err(c) => (*c).clone(),
+        }
+    }
+}
+
+impl<K: fmt::Debug, V: fmt::Debug> fmt::Debug for ChangeRef<'_, K, V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ChangeRef")
+            .field("seq", &self.seq())
+            .field("kind", &self.kind())
+            .field("key", self.key())
+            .field("value", &self.value())
+            .field("old", &self.old())
+            .finish()
+    }
+}
+
+impl<K: fmt::Debug, V: fmt::Debug> fmt::Debug for EventRef<'_, K, V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EventRef::Change(c) => c.fmt(f),
+            EventRef::SnapshotDone { at, consistent_at } => f
+                .debug_struct("SnapshotDone")
+                .field("at", at)
+                .field("consistent_at", consistent_at)
+                .finish(),
+        }
+    }
+}

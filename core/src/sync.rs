@@ -1,0 +1,52 @@
+//! The one place that names atomics, `Arc`, locks and thread parking.
+//!
+//! Under `--cfg kvfeed_loom` (with the `loom` feature) every primitive is
+//! loom's, so the loom models in `loom-tests/` explore the real protocol code
+//! rather than a copy of it. Everything else in the crate imports from here.
+
+#[cfg(not(kvfeed_loom))]
+pub(crate) use std::sync::{
+    atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering},
+    Arc, Condvar, Mutex, MutexGuard,
+};
+
+#[cfg(kvfeed_loom)]
+pub(crate) use loom::sync::{
+    atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering},
+    Arc, Condvar, Mutex, MutexGuard,
+};
+
+/// Waits on `cv` for at most `timeout`, returning the re-acquired guard.
+///
+/// Loom has no timed wait; under loom a timed wait is an untimed one, which is
+/// what a model wants anyway (time does not pass in a model).
+pub(crate) fn wait_timeout<'a, T>(
+    cv: &Condvar,
+    guard: MutexGuard<'a, T>,
+    timeout: std::time::Duration,
+) -> MutexGuard<'a, T> {
+    #[cfg(not(kvfeed_loom))]
+    {
+        cv.wait_timeout(guard, timeout)
+            .unwrap_or_else(|e| e.into_inner())
+            .0
+    }
+    #[cfg(kvfeed_loom)]
+    {
+        let _ = timeout;
+        cv.wait(guard).unwrap()
+    }
+}
+
+/// Locks `m`, ignoring poisoning: every critical section in this crate leaves
+/// the protected data consistent (they only count and notify).
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    #[cfg(not(kvfeed_loom))]
+    {
+        m.lock().unwrap_or_else(|e| e.into_inner())
+    }
+    #[cfg(kvfeed_loom)]
+    {
+        m.lock().unwrap()
+    }
+}

@@ -1,0 +1,182 @@
+//! Watch options and the filter a watcher applies.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::hash::Hash;
+
+use crate::event::{Kind, Kinds};
+use crate::sync::Arc;
+
+type Predicate<K> = Arc<dyn Fn(&K) -> bool + Send + Sync>;
+
+/// Where a watcher starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Start {
+    /// After the current head.
+    Now,
+    /// At this seq (at least 1).
+    From(u64),
+    /// Snapshot of the live keys, then live events.
+    Snapshot,
+}
+
+/// What a watcher sees and where it starts.
+///
+/// Key filters combine: an event matches when its key is one of the
+/// [`key`](Self::key)s, **or** starts with one of the
+/// [`prefix`](Self::prefix)es, **or** satisfies one of the
+/// [`matching`](Self::matching) predicates (no key filter at all: every key),
+/// **and** its kind is in [`kinds`](Self::kinds).
+///
+/// ```
+/// use kvfeed::{Feed, Kinds, WatchOptions};
+/// let feed: Feed<String, u8> = Feed::new();
+/// let mut w = feed.watch(
+///     WatchOptions::all().prefix("user/").key("config".to_string()).kinds(Kinds::UPDATE | Kinds::DELETE),
+/// );
+/// feed.put("user/1".into(), 1).unwrap();        // a Create: filtered out by kind
+/// feed.put("user/1".into(), 2).unwrap();        // an Update under the prefix
+/// feed.put("other".into(), 3).unwrap();         // another key
+/// {
+///     let ev = w.try_next().unwrap().unwrap(); // borrowed until dropped
+///     assert_eq!(ev.as_change().unwrap().value(), Some(&2));
+/// }
+/// assert!(w.try_next().unwrap().is_none());
+/// ```
+pub struct WatchOptions<K> {
+    pub(crate) keys: Vec<K>,
+    pub(crate) predicates: Vec<Predicate<K>>,
+    pub(crate) kinds: Kinds,
+    pub(crate) start: Start,
+}
+
+impl<K> fmt::Debug for WatchOptions<K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WatchOptions")
+            .field("keys", &self.keys.len())
+            .field("predicates", &self.predicates.len())
+            .field("kinds", &self.kinds)
+            .field("start", &self.start)
+            .finish()
+    }
+}
+
+impl<K> Default for WatchOptions<K> {
+    fn default() -> Self {
+        Self::all()
+    }
+}
+
+impl<K> WatchOptions<K> {
+    /// Every key, every kind, starting after the current head.
+    pub fn all() -> Self {
+        WatchOptions {
+            keys: Vec::new(),
+            predicates: Vec::new(),
+            kinds: Kinds::ALL,
+            start: Start::Now,
+        }
+    }
+
+    /// Also match this key.
+    pub fn key(mut self, key: K) -> Self {
+        self.keys.push(key);
+        self
+    }
+
+    /// Also match these keys.
+    pub fn keys(mut self, keys: impl IntoIterator<Item = K>) -> Self {
+        self.keys.extend(keys);
+        self
+    }
+
+    /// Also match keys starting with `prefix` (byte-like keys).
+    pub fn prefix(self, prefix: impl AsRef<[u8]>) -> Self
+    where
+        K: AsRef<[u8]>,
+    {
+        let prefix = prefix.as_ref().to_vec();
+        self.matching(move |k: &K| k.as_ref().starts_with(&prefix))
+    }
+
+    /// Also match keys for which `predicate` is true (any key type).
+    pub fn matching(mut self, predicate: impl Fn(&K) -> bool + Send + Sync + 'static) -> Self {
+        self.predicates.push(Arc::new(predicate));
+        self
+    }
+
+    /// Only these kinds (default: all).
+    pub fn kinds(mut self, kinds: Kinds) -> Self {
+        self.kinds = kinds;
+        self
+    }
+
+    /// Start at `seq` (0 is taken as 1). A seq already overwritten is
+    /// reported as `Lagged` by the first read; a seq not written yet is
+    /// waited for.
+    pub fn from(mut self, seq: u64) -> Self {
+        self.start = Start::From(seq.max(1));
+        self
+    }
+
+    /// Start with a snapshot: one `Create` per live matching key (seq = its
+    /// version), then `SnapshotDone`, then live events (guarantee 6).
+    /// Snapshot items are subject to the key filter, and are sent only when
+    /// `Create` is in the kind mask.
+    pub fn snapshot(mut self) -> Self {
+        self.start = Start::Snapshot;
+        self
+    }
+}
+
+/// The part of the options a watcher keeps: its filter.
+pub(crate) struct Filter<K> {
+    keys: Keys<K>,
+    predicates: Vec<Predicate<K>>,
+    pub(crate) kinds: Kinds,
+}
+
+/// Few keys are faster to scan than to hash.
+enum Keys<K> {
+    Few(Vec<K>),
+    Many(HashSet<K>),
+}
+
+const FEW_KEYS: usize = 8;
+
+impl<K: Hash + Eq> Filter<K> {
+    pub(crate) fn new(keys: Vec<K>, predicates: Vec<Predicate<K>>, kinds: Kinds) -> Self {
+        let keys = if keys.len() <= FEW_KEYS {
+            Keys::Few(keys)
+        } else {
+            Keys::Many(keys.into_iter().collect())
+        };
+        Filter {
+            keys,
+            predicates,
+            kinds,
+        }
+    }
+
+    fn no_key_filter(&self) -> bool {
+        matches!(&self.keys, Keys::Few(v) if v.is_empty()) && self.predicates.is_empty()
+    }
+
+    /// Whether events for `key` pass the key filter.
+    pub(crate) fn matches_key(&self, key: &K) -> bool {
+        if self.no_key_filter() {
+            return true;
+        }
+        let listed = match &self.keys {
+            Keys::Few(v) => v.contains(key),
+            Keys::Many(s) => s.contains(key),
+        };
+        listed || self.predicates.iter().any(|p| p(key))
+    }
+
+    /// Whether an event passes the whole filter.
+    #[inline]
+    pub(crate) fn matches(&self, key: &K, kind: Kind) -> bool {
+        self.kinds.contains(kind.mask()) && self.matches_key(key)
+    }
+}

@@ -1,0 +1,365 @@
+//! Watchers: a cursor and a filter, reading the ring.
+//!
+//! A watcher owns no buffer and registers nowhere: writers do not know it
+//! exists (guarantee 4). Reading writes only the watcher's own fields; the
+//! event is borrowed from the ring under a reclamation guard.
+//!
+//! ## Blocking
+//!
+//! `next_timeout` spins briefly ([`SPINS`] checks), then parks on the feed's
+//! notifier (see `notify.rs` for the no-lost-wake-up handshake). While no
+//! watcher is parked, a write pays one load for all of this.
+
+use std::fmt;
+use std::hash::Hash;
+use std::time::{Duration, Instant};
+
+use crate::error::{Lagged, RecvError};
+use crate::event::{Change, ChangeRef, Event, EventRef, Kind};
+use crate::node::NodeKind;
+use crate::notify::Notifier;
+use crate::reclaim::Guard;
+use crate::ring::Slot;
+use crate::shared::Shared;
+use crate::snapshot::Snapshot;
+use crate::sync::{Arc, AtomicBool, Ordering};
+use crate::watch::{Filter, Start, WatchOptions};
+
+/// How many times `next_timeout` re-checks before parking.
+pub const SPINS: u32 = 64;
+
+/// A reader of the feed: a cursor and a filter.
+///
+/// Use it from one thread at a time (it is `Send`); [`closer`](Self::closer)
+/// gives a handle that other threads can use to stop it. Dropping it is all
+/// it takes to unregister.
+///
+/// ## Lagging
+///
+/// The ring holds the last `capacity` events. A watcher that falls further
+/// behind is told so: its next read returns
+/// `Err(RecvError::Lagged(Lagged { missed, resume_at }))`, where `missed` is
+/// exactly how many sequence numbers it lost (`resume_at - cursor`), and it
+/// continues at `resume_at`, the oldest seq still retained. Recover in place
+/// with [`resnapshot`](Self::resnapshot).
+///
+/// ## Closing
+///
+/// After [`Feed::close`](crate::Feed::close), reads return what is still in
+/// the ring, then `Err(RecvError::Closed)`. After [`WatchCloser::close`],
+/// reads return `Closed` at once.
+pub struct Watcher<K, V> {
+    shared: Arc<Shared<K, V>>,
+    /// The next seq this watcher reads.
+    cursor: u64,
+    filter: Filter<K>,
+    snapshot: Option<Box<Snapshot<K, V>>>,
+    /// The snapshot item most recently handed out (borrowed by the caller).
+    lent: Option<Change<K, V>>,
+    closed: Arc<AtomicBool>,
+}
+
+impl<K, V> fmt::Debug for Watcher<K, V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Watcher").field("cursor", &self.cursor).finish()
+    }
+}
+
+/// What one step of reading produced; holds no borrow of the watcher.
+enum Step<K, V> {
+    Live(*const crate::node::Node<K, V>),
+    SnapshotItem,
+    SnapshotDone { at: u64, consistent_at: u64 },
+}
+
+impl<K, V> Watcher<K, V>
+where
+    K: Hash + Eq + Clone + 'static,
+    V: 'static,
+{
+    pub(crate) fn new(shared: Arc<Shared<K, V>>, options: WatchOptions<K>) -> Self {
+        let filter = Filter::new(options.keys, options.predicates, options.kinds);
+        let mut w = Watcher {
+            cursor: shared.head() + 1,
+            shared,
+            filter,
+            snapshot: None,
+            lent: None,
+            closed: Arc::new(AtomicBool::new(false)),
+        };
+        match options.start {
+            Start::Now => {}
+            Start::From(seq) => w.cursor = seq,
+            Start::Snapshot => w.resnapshot(),
+        }
+        w
+    }
+
+    /// The next seq this watcher will read.
+    pub fn cursor(&self) -> u64 {
+        self.cursor
+    }
+
+    /// How far behind the head this watcher is (for metrics).
+    pub fn lag(&self) -> u64 {
+        (self.shared.head() + 1).saturating_sub(self.cursor)
+    }
+
+    /// Restarts from a fresh snapshot, in place (to recover from a lap
+    /// without dropping the watcher): the next reads return one `Create` per
+    /// live matching key, `SnapshotDone`, then live events.
+    pub fn resnapshot(&mut self) {
+        let snapshot = Snapshot::take(&self.shared, &self.filter);
+        self.cursor = snapshot.at + 1;
+        self.snapshot = Some(Box::new(snapshot));
+        self.lent = None;
+    }
+
+    /// A handle that closes this watcher from any thread.
+    pub fn closer(&self) -> WatchCloser {
+        WatchCloser {
+            closed: self.closed.clone(),
+            notifier: self.shared.notifier.clone(),
+        }
+    }
+
+    /// The next matching event, if one is published; never blocks.
+    ///
+    /// ```
+    /// use kvfeed::{Feed, WatchOptions};
+    /// let feed: Feed<u32, u32> = Feed::new();
+    /// let mut w = feed.watch(WatchOptions::all());
+    /// assert!(w.try_next().unwrap().is_none());
+    /// feed.put(1, 10).unwrap();
+    /// assert_eq!(w.try_next().unwrap().unwrap().as_change().unwrap().value(), Some(&10));
+    /// ```
+    pub fn try_next(&mut self) -> Result<Option<EventRef<'_, K, V>>, RecvError> {
+        let shared = self.shared_ref();
+        let guard = shared.index.guard();
+        match self.step(shared, &guard)? {
+            None => Ok(None),
+            Some(step) => Ok(Some(self.wrap(step, guard))),
+        }
+    }
+
+    /// The next matching event, waiting up to `timeout`: a short spin, then
+    /// parked. `Ok(None)` when the time ran out.
+    pub fn next_timeout(&mut self, timeout: Duration) -> Result<Option<EventRef<'_, K, V>>, RecvError> {
+        let deadline = Instant::now().checked_add(timeout);
+        self.next_until(deadline)
+    }
+
+    fn next_until(&mut self, deadline: Option<Instant>) -> Result<Option<EventRef<'_, K, V>>, RecvError> {
+        let shared = self.shared_ref();
+        let mut spins = 0;
+        loop {
+            let guard = shared.index.guard();
+            if let Some(step) = self.step(shared, &guard)? {
+                return Ok(Some(self.wrap(step, guard)));
+            }
+            drop(guard);
+            if spins < SPINS {
+                spins += 1;
+                std::hint::spin_loop();
+                continue;
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Ok(None);
+            }
+            if !shared.notifier.park_until(deadline, || self.ready(shared)) {
+                return Ok(None);
+            }
+        }
+    }
+
+    /// Appends up to `max` matching events (owned) to `buf` without
+    /// blocking; returns how many. A lap or close is reported only when no
+    /// event was appended (the events before it are returned first).
+    pub fn next_batch(&mut self, buf: &mut Vec<Event<K, V>>, max: usize) -> Result<usize, RecvError> {
+        let shared = self.shared_ref();
+        let guard = shared.index.guard();
+        let mut n = 0;
+        while n < max {
+            let step = match self.step(shared, &guard) {
+                Ok(Some(step)) => step,
+                Ok(None) => break,
+                Err(e) if n == 0 => return Err(e),
+                Err(RecvError::Lagged(l)) => {
+                    // Deliver what we have; the lap is reported by the next call.
+                    self.cursor -= l.missed;
+                    break;
+                }
+                Err(RecvError::Closed) => break,
+            };
+            buf.push(match step {
+                // SAFETY: `step` returned a change record loaded under `guard`, still held.
+                Step::Live(node) => Event::Change(Change::of_node(unsafe { &*node })),
+                Step::SnapshotItem => Event::Change(self.lent.take().expect("just lent")),
+                Step::SnapshotDone { at, consistent_at } => Event::SnapshotDone { at, consistent_at },
+            });
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// The shared state, borrowed for as long as the caller's borrow of `self`.
+    fn shared_ref<'a>(&self) -> &'a Shared<K, V> {
+        let ptr: *const Shared<K, V> = &*self.shared;
+        // SAFETY: `self.shared` is an Arc that is never replaced, and every
+        // caller uses the reference only while it holds `&mut self`, so the
+        // Shared outlives every use.
+        unsafe { &*ptr }
+    }
+
+    fn wrap<'a>(&'a self, step: Step<K, V>, guard: Guard<'a>) -> EventRef<'a, K, V> {
+        match step {
+            // SAFETY: `step` found this change record under `guard`, which moves
+            // into the ChangeRef and keeps protecting it.
+            Step::Live(node) => EventRef::Change(unsafe { ChangeRef::live(node, guard) }),
+            Step::SnapshotItem => EventRef::Change(ChangeRef::owned(self.lent.as_ref().expect("just lent"))),
+            Step::SnapshotDone { at, consistent_at } => EventRef::SnapshotDone { at, consistent_at },
+        }
+    }
+
+    /// Whether a read would find something (or an end); `SeqCst` for the
+    /// parking handshake.
+    fn ready(&self, shared: &Shared<K, V>) -> bool {
+        if self.closed.load(Ordering::SeqCst) || shared.closed.load(Ordering::SeqCst) {
+            return true;
+        }
+        if self
+            .snapshot
+            .as_ref()
+            .is_some_and(|s| !s.items.is_empty() || s.marker_pending)
+        {
+            return true;
+        }
+        let guard = shared.index.guard();
+        !matches!(shared.ring.read(self.cursor, &guard, Ordering::SeqCst), Slot::NotYet)
+    }
+
+    /// Advances to the next matching event.
+    fn step(&mut self, shared: &Shared<K, V>, guard: &Guard<'_>) -> Result<Option<Step<K, V>>, RecvError> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(RecvError::Closed);
+        }
+        if let Some(snap) = self.snapshot.as_deref_mut() {
+            if let Some(item) = snap.items.pop() {
+                self.lent = Some(item);
+                return Ok(Some(Step::SnapshotItem));
+            }
+            if snap.marker_pending {
+                snap.marker_pending = false;
+                return Ok(Some(Step::SnapshotDone {
+                    at: snap.at,
+                    consistent_at: snap.consistent_at,
+                }));
+            }
+        }
+        loop {
+            if self.snapshot.as_ref().is_some_and(|s| s.finished(self.cursor)) {
+                self.snapshot = None;
+            }
+            match shared.ring.read(self.cursor, guard, Ordering::Acquire) {
+                Slot::NotYet => {
+                    if shared.closed.load(Ordering::Acquire) && self.cursor > shared.head() {
+                        return Err(RecvError::Closed);
+                    }
+                    return Ok(None);
+                }
+                Slot::Lapped => {
+                    // Every seq below `next - capacity` may be overwritten; every
+                    // seq from it on is not (its overwriter is not claimed yet).
+                    let next = shared.next_seq.load(Ordering::SeqCst);
+                    let resume_at = (next - shared.ring.capacity()).max(self.cursor + 1);
+                    let missed = resume_at - self.cursor;
+                    self.cursor = resume_at;
+                    return Err(RecvError::Lagged(Lagged { missed, resume_at }));
+                }
+                Slot::Mine(node) => {
+                    let seq = self.cursor;
+                    self.cursor += 1;
+                    if node.kind == NodeKind::Skip {
+                        continue;
+                    }
+                    let key = node.key();
+                    if !self.filter.matches(key, Kind::of(node.kind)) {
+                        continue;
+                    }
+                    if self.snapshot.as_ref().is_some_and(|s| s.already_seen(key, seq)) {
+                        continue;
+                    }
+                    return Ok(Some(Step::Live(node)));
+                }
+            }
+        }
+    }
+}
+
+impl<K, V> Iterator for Watcher<K, V>
+where
+    K: Hash + Eq + Clone + 'static,
+    V: 'static,
+{
+    type Item = Result<Event<K, V>, Lagged>;
+
+    /// Blocks for the next event; `None` once the watcher or feed is closed.
+    fn next(&mut self) -> Option<Self::Item> {
+        match self.next_until(None) {
+            Ok(Some(ev)) => Some(Ok(ev.to_owned())),
+            Ok(None) => unreachable!("no deadline"),
+            Err(RecvError::Lagged(l)) => Some(Err(l)),
+            Err(RecvError::Closed) => None,
+        }
+    }
+}
+
+/// Closes one watcher from any thread, waking it if it is blocked.
+#[derive(Clone)]
+pub struct WatchCloser {
+    closed: Arc<AtomicBool>,
+    notifier: Arc<Notifier>,
+}
+
+impl fmt::Debug for WatchCloser {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WatchCloser").finish()
+    }
+}
+
+impl WatchCloser {
+    /// Makes the watcher's reads return `Closed` from now on.
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        self.notifier.wake_all();
+    }
+}
+
+#[cfg(feature = "async")]
+impl<K, V> futures_core::Stream for Watcher<K, V>
+where
+    K: Hash + Eq + Clone + 'static,
+    V: 'static,
+{
+    type Item = Result<Event<K, V>, Lagged>;
+
+    fn poll_next(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        use std::task::Poll;
+        let this = self.get_mut();
+        loop {
+            match this.try_next() {
+                Ok(Some(ev)) => return Poll::Ready(Some(Ok(ev.to_owned()))),
+                Err(RecvError::Lagged(l)) => return Poll::Ready(Some(Err(l))),
+                Err(RecvError::Closed) => return Poll::Ready(None),
+                Ok(None) => {}
+            }
+            this.shared.notifier.register(cx.waker());
+            if !this.ready(this.shared_ref()) {
+                return Poll::Pending;
+            }
+        }
+    }
+}

@@ -1,0 +1,275 @@
+//! The write protocol: how a key's writes get their order and their numbers.
+//!
+//! ## Protocol
+//!
+//! Every key lives in a [`Cell`] whose `current` points to the key's latest
+//! [`Node`]. A node is installed *pending* (seq 0) and gets its number after.
+//! For one key:
+//!
+//! 1. A writer loads `current` (`Acquire`). If that node is still pending, it
+//!    first gives it a number ([`Shared::assign_seq`]: `fetch_add` on
+//!    `next_seq`, then a CAS of the node's seq from 0; a lost CAS turns the
+//!    claimed number into a skip marker).
+//! 2. It decides against that node (suppression, expected version, absent
+//!    key), builds its own node with `old` = that node's value, and CASes
+//!    `current` from that node to its own (`AcqRel`). A failed CAS retries
+//!    from 1.
+//! 3. It claims a number for its own node the same way (unless a helper got
+//!    there first) and publishes it in the ring.
+//!
+//! Because a node is installed only after its predecessor has a number, and
+//! gets its own number only after it is installed, **seq order equals the
+//! order of the successful CASes on `current`**, which is the order the map
+//! applied the writes, and each event's `old` is the previous event's
+//! `value` (guarantee 2). No writer ever waits for another: a writer that
+//! finds a pending node helps it instead.
+//!
+//! ## Deletes and key lifetimes
+//!
+//! A delete installs a `Delete` node, which *seals* the cell: no CAS ever
+//! replaces it (writers that find it help finish the delete instead). Once the
+//! tombstone has its number, the cell is removed from the index (whoever's
+//! `remove_if` wins drops the cell's reference on the tombstone), and a later
+//! put creates a fresh cell. Sealing is what makes removal from the index safe
+//! without a lock: a writer holding the old cell can never install into it.
+//! The sealed cell and its tombstone are freed once the ring has moved past
+//! the delete (guarantee 7: a churn of unique keys runs in flat memory).
+//!
+//! ## Progress
+//!
+//! `put`, `delete`, `compare_and_put` are lock-free: a CAS fails only because
+//! another write to the same key succeeded, and pending nodes are helped, not
+//! waited for. Writes to different keys touch different cells and different
+//! ring slots; they share only the `next_seq` counter (one `fetch_add`).
+//! Creating a key inserts into papaya, which is lock-free except while it
+//! resizes, when an insert may help copy (incremental resize, 1024 entries a
+//! step).
+
+use std::hash::Hash;
+
+use papaya::Equivalent;
+
+use crate::error::{CasError, WriteError};
+use crate::node::{release, Cell, Node, NodeKind};
+use crate::reclaim::Guard;
+use crate::shared::Shared;
+use crate::sync::{Arc, AtomicPtr, Ordering};
+
+/// What a put-like write should do when the key is present.
+#[derive(Clone, Copy)]
+pub(crate) enum Expect {
+    /// Always write.
+    Any,
+    /// Only if the key's version is this (0: only if absent).
+    Version(u64),
+}
+
+impl<K: Hash + Eq + Clone + 'static, V: 'static> Shared<K, V> {
+    fn check_open(&self) -> Result<(), WriteError> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(WriteError::Closed);
+        }
+        Ok(())
+    }
+
+    pub(crate) fn check_key(&self, key: &K) -> Result<(), WriteError> {
+        if let Some((len, max)) = self.settings.key_len {
+            let len = len(key);
+            if len > max {
+                return Err(WriteError::TooLarge { what: "key", len, max });
+            }
+        }
+        Ok(())
+    }
+
+    fn check_value(&self, value: &V) -> Result<(), WriteError> {
+        if let Some((len, max)) = self.settings.value_len {
+            let len = len(value);
+            if len > max {
+                return Err(WriteError::TooLarge { what: "value", len, max });
+            }
+        }
+        Ok(())
+    }
+
+    /// The key's live cell and its current (numbered) node, finishing any
+    /// delete found on the way; None when the key is absent.
+    pub(crate) fn live_cell<'g, Q>(
+        &self,
+        key: &Q,
+        guard: &'g Guard<'_>,
+    ) -> Option<(&'g Arc<Cell<K, V>>, &'g Node<K, V>, u64)>
+    where
+        Q: ?Sized + Hash + Equivalent<K>,
+    {
+        loop {
+            let cell = self.index.get(key, guard)?;
+            let current = guard.protect(&cell.current, Ordering::Acquire);
+            // SAFETY: `current` is never null and was loaded through the guard.
+            // `assign_seq`: it is installed in its cell.
+            let seq = unsafe { self.assign_seq(current, guard) };
+            // SAFETY: as above, live for 'g.
+            let node = unsafe { &*current };
+            if node.kind != NodeKind::Delete {
+                return Some((cell, node, seq));
+            }
+            self.unlink(key, cell, current, guard);
+        }
+    }
+
+    /// Removes a sealed cell from the index; the winner drops the cell's
+    /// reference on its tombstone.
+    fn unlink<Q>(&self, key: &Q, cell: &Arc<Cell<K, V>>, tombstone: *mut Node<K, V>, guard: &Guard<'_>)
+    where
+        Q: ?Sized + Hash + Equivalent<K>,
+    {
+        if self.index.remove_if_same(key, cell, guard) {
+            // SAFETY: removing the sealed cell from the index is what ends the
+            // cell's ownership of its tombstone, and only one remove succeeds.
+            unsafe { release(tombstone, guard) };
+        }
+    }
+
+    /// Replaces `current` (numbered, live) by `node` in `cell`. On success
+    /// the new node is numbered and published and its seq returned; on
+    /// failure the node is handed back.
+    fn replace(
+        &self,
+        cell: &Cell<K, V>,
+        current: &Node<K, V>,
+        node: Box<Node<K, V>>,
+        guard: &Guard<'_>,
+    ) -> Result<u64, Box<Node<K, V>>> {
+        let current = current as *const Node<K, V> as *mut Node<K, V>;
+        let node = Box::into_raw(node);
+        match cell
+            .current
+            .compare_exchange(current, node, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => {
+                // SAFETY: the cell's reference on `current` ended with our CAS.
+                unsafe { release(current, guard) };
+                // SAFETY: `node` is installed and protected (we hold it; it cannot be
+                // retired before the ring's reference, which is still unclaimed, goes).
+                Ok(unsafe { self.assign_seq(node, guard) })
+            }
+            // SAFETY: the CAS failed, so `node` was never shared: we still own the box.
+            Err(_) => Err(unsafe { Box::from_raw(node) }),
+        }
+    }
+
+    /// Put (`Expect::Any`) or compare-and-put. Returns the event's seq, or
+    /// the key's current version when suppression made the put a no-op.
+    pub(crate) fn put(&self, key: K, value: V, expect: Expect) -> Result<u64, CasError> {
+        self.check_open()?;
+        self.check_key(&key)?;
+        self.check_value(&value)?;
+        let value = Arc::new(value);
+        let guard = self.index.guard();
+        loop {
+            match self.live_cell(&key, &guard) {
+                Some((cell, current, version)) => {
+                    match expect {
+                        Expect::Version(v) if v != version => {
+                            return Err(CasError::Conflict {
+                                current_version: version,
+                            })
+                        }
+                        _ => {}
+                    }
+                    if let (Some(same), Some(now)) = (self.settings.same_value, &current.value) {
+                        if same(now, &value) {
+                            return Ok(version);
+                        }
+                    }
+                    let node = Box::new(Node::change(
+                        NodeKind::Update,
+                        cell.clone(),
+                        Some(value.clone()),
+                        current.value.clone(),
+                    ));
+                    match self.replace(cell, current, node, &guard) {
+                        Ok(seq) => return Ok(seq),
+                        Err(_lost) => continue,
+                    }
+                }
+                None => {
+                    if let Expect::Version(v) = expect {
+                        if v != 0 {
+                            return Err(CasError::Conflict { current_version: 0 });
+                        }
+                    }
+                    let cell = Arc::new(Cell {
+                        key: key.clone(),
+                        current: AtomicPtr::new(std::ptr::null_mut()),
+                    });
+                    let node = Box::into_raw(Box::new(Node::change(
+                        NodeKind::Create,
+                        cell.clone(),
+                        Some(value.clone()),
+                        None,
+                    )));
+                    cell.current.store(node, Ordering::Relaxed);
+                    // The index insert publishes the cell (and the node through it).
+                    let (_, inserted) = self.index.insert_if_absent(key.clone(), cell, &guard);
+                    if inserted {
+                        // SAFETY: installed (the cell is in the index) and live: its
+                        // references (cell, ring) are both still held.
+                        return Ok(unsafe { self.assign_seq(node, &guard) });
+                    }
+                    // SAFETY: the cell lost the race and was dropped unshared, so
+                    // nobody else ever saw `node`.
+                    drop(unsafe { Box::from_raw(node) });
+                }
+            }
+        }
+    }
+
+    /// Deletes `key`; None when it was absent (nothing emitted).
+    pub(crate) fn delete<Q>(&self, key: &Q) -> Result<Option<(u64, Arc<V>)>, WriteError>
+    where
+        Q: ?Sized + Hash + Equivalent<K>,
+    {
+        self.check_open()?;
+        let guard = self.index.guard();
+        loop {
+            let Some((cell, current, _)) = self.live_cell(key, &guard) else {
+                return Ok(None);
+            };
+            let old = current
+                .value
+                .clone()
+                .expect("a live node always carries a value");
+            let node = Box::new(Node::change(
+                NodeKind::Delete,
+                cell.clone(),
+                None,
+                Some(old.clone()),
+            ));
+            if let Ok(seq) = self.replace(cell, current, node, &guard) {
+                let tombstone = guard.protect(&cell.current, Ordering::Acquire);
+                self.unlink(key, cell, tombstone, &guard);
+                return Ok(Some((seq, old)));
+            }
+        }
+    }
+
+    /// The key's value and version, if present.
+    pub(crate) fn get_with<Q, R>(&self, key: &Q, f: impl FnOnce(&V, u64) -> R) -> Option<R>
+    where
+        Q: ?Sized + Hash + Equivalent<K>,
+    {
+        let guard = self.index.guard();
+        let cell = self.index.get(key, &guard)?;
+        let current = guard.protect(&cell.current, Ordering::Acquire);
+        // SAFETY: never null; protected by the guard.
+        let node = unsafe { &*current };
+        if node.kind == NodeKind::Delete {
+            return None;
+        }
+        // SAFETY: installed and protected. A pending node is helped to its number
+        // so `get` always reports the version of an event watchers will see.
+        let version = unsafe { self.assign_seq(current, &guard) };
+        Some(f(node.value.as_deref()?, version))
+    }
+}
