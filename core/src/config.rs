@@ -22,8 +22,14 @@ pub const DEFAULT_CAPACITY: usize = 1 << 16;
 pub struct Config<K, V> {
     pub(crate) capacity: usize,
     pub(crate) same_value: Option<fn(&V, &V) -> bool>,
-    pub(crate) key_len: Option<(fn(&K) -> usize, usize)>,
-    pub(crate) value_len: Option<(fn(&V) -> usize, usize)>,
+    pub(crate) key_limit: Option<Limit<K>>,
+    pub(crate) value_limit: Option<Limit<V>>,
+}
+
+/// A size limit on keys or values: how to measure one, and the maximum.
+pub(crate) struct Limit<T> {
+    pub(crate) len: fn(&T) -> usize,
+    pub(crate) max: usize,
 }
 
 impl<K, V> Default for Config<K, V> {
@@ -31,8 +37,8 @@ impl<K, V> Default for Config<K, V> {
         Config {
             capacity: DEFAULT_CAPACITY,
             same_value: None,
-            key_len: None,
-            value_len: None,
+            key_limit: None,
+            value_limit: None,
         }
     }
 }
@@ -66,7 +72,10 @@ impl<K, V> Config<K, V> {
     where
         K: AsRef<[u8]>,
     {
-        self.key_len = Some((|k| k.as_ref().len(), max));
+        self.key_limit = Some(Limit {
+            len: |k| k.as_ref().len(),
+            max,
+        });
         self
     }
 
@@ -75,29 +84,20 @@ impl<K, V> Config<K, V> {
     where
         V: AsRef<[u8]>,
     {
-        self.value_len = Some((|v| v.as_ref().len(), max));
+        self.value_limit = Some(Limit {
+            len: |v| v.as_ref().len(),
+            max,
+        });
         self
     }
 
-    pub(crate) fn validate(self) -> Result<Settings<K, V>, ConfigError> {
+    /// Checks the configuration once, at construction.
+    pub(crate) fn validate(self) -> Result<Self, ConfigError> {
         if self.capacity < 2 || !self.capacity.is_power_of_two() || self.capacity > 1 << 40 {
             return Err(ConfigError::Capacity(self.capacity));
         }
-        Ok(Settings {
-            capacity: self.capacity,
-            same_value: self.same_value,
-            key_len: self.key_len,
-            value_len: self.value_len,
-        })
+        Ok(self)
     }
-}
-
-/// A validated configuration.
-pub(crate) struct Settings<K, V> {
-    pub(crate) capacity: usize,
-    pub(crate) same_value: Option<fn(&V, &V) -> bool>,
-    pub(crate) key_len: Option<(fn(&K) -> usize, usize)>,
-    pub(crate) value_len: Option<(fn(&V) -> usize, usize)>,
 }
 
 /// A configuration the feed cannot be built with.

@@ -91,10 +91,12 @@ where
     /// (with suppression on, an unchanged value emits nothing and returns the
     /// key's current version).
     pub fn put(&self, key: K, value: V) -> Result<u64, WriteError> {
-        self.shared.put(key, value, Expect::Any).map_err(|e| match e {
-            CasError::Write(w) => w,
-            CasError::Conflict { .. } => unreachable!("an unconditional put has no conflict"),
-        })
+        self.shared
+            .put(key, value, Expect::Any)
+            .map_err(|e| match e {
+                CasError::Write(w) => w,
+                CasError::Conflict { .. } => unreachable!("an unconditional put has no conflict"),
+            })
     }
 
     /// Sets `key` to `value` only if its version is `expected_version` (0:
@@ -107,8 +109,14 @@ where
     /// assert_eq!(feed.compare_and_put("k", 0, 2), Err(CasError::Conflict { current_version: v1 }));
     /// assert!(feed.compare_and_put("k", v1, 2).is_ok());
     /// ```
-    pub fn compare_and_put(&self, key: K, expected_version: u64, value: V) -> Result<u64, CasError> {
-        self.shared.put(key, value, Expect::Version(expected_version))
+    pub fn compare_and_put(
+        &self,
+        key: K,
+        expected_version: u64,
+        value: V,
+    ) -> Result<u64, CasError> {
+        self.shared
+            .put(key, value, Expect::Version(expected_version))
     }
 
     /// The key's value (cloned) and version.

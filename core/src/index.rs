@@ -86,9 +86,17 @@ impl<K: Hash + Eq + 'static, C: 'static> Index<K, C> {
 #[cfg(kvfeed_loom)]
 pub(crate) struct Index<K, C> {
     collector: crate::reclaim::Collector,
-    entries: crate::sync::Mutex<Vec<(K, Arc<C>)>>,
+    /// Keys behind an `Arc` so `for_each` can lend them out for the guard's
+    /// lifetime without `K: Clone`.
+    entries: crate::sync::Mutex<Vec<(Arc<K>, Arc<C>)>>,
 }
 
+/// The loom stand-in: a linearizable map (every operation holds one loom
+/// mutex, so it is also a release/acquire edge between them, stronger than
+/// papaya's per-bucket orderings). It models papaya's contract as the cell
+/// protocol relies on it: an inserted cell (and the node stored in it before
+/// the insert) is visible to every later `get`; a removed cell is not found
+/// by later `get`s; `for_each` visits every entry present throughout.
 #[cfg(kvfeed_loom)]
 impl<K: Hash + Eq + 'static, C: 'static> Index<K, C> {
     pub(crate) fn new() -> Self {
@@ -102,15 +110,16 @@ impl<K: Hash + Eq + 'static, C: 'static> Index<K, C> {
         self.collector.enter()
     }
 
-    /// Cells are never freed while the index lives under loom (removed ones
-    /// are parked in the collector), so handing out a reference tied to the
-    /// guard is sound.
-    fn leak<'g>(&self, cell: &Arc<C>, guard: &'g Guard<'_>) -> &'g Arc<C> {
-        let keep = Box::into_raw(Box::new(cell.clone()));
-        // SAFETY: `keep` is a fresh Box, reachable from nowhere else, retired once;
-        // it is freed only when the collector drops, after every guard is gone.
-        unsafe { guard.retire_box(keep) };
-        // SAFETY: the box lives until the collector drops, which outlives `'g`.
+    /// Lends `value` for the guard's lifetime: a clone is boxed and handed to
+    /// the collector, which frees it only after every guard alive now has
+    /// ended (the same promise papaya's guard makes for removed entries).
+    fn lend<'g, T: 'static>(&self, value: &Arc<T>, guard: &'g Guard<'_>) -> &'g Arc<T> {
+        let keep = Box::into_raw(Box::new(value.clone()));
+        // SAFETY: `keep` is a fresh Box, handed over once and used only through
+        // the reference returned below, which cannot outlive `guard`.
+        unsafe { guard.defer_free(keep) };
+        // SAFETY: the box lives until every guard alive now has ended, `guard`
+        // included, and `'g` borrows `guard`.
         unsafe { &*keep }
     }
 
@@ -119,9 +128,13 @@ impl<K: Hash + Eq + 'static, C: 'static> Index<K, C> {
         Q: ?Sized + Hash + Equivalent<K>,
     {
         let entries = crate::sync::lock(&self.entries);
-        let found = entries.iter().find(|(k, _)| key.equivalent(k))?.1.clone();
+        let found = entries
+            .iter()
+            .find(|(k, _)| key.equivalent(&**k))?
+            .1
+            .clone();
         drop(entries);
-        Some(self.leak(&found, guard))
+        Some(self.lend(&found, guard))
     }
 
     pub(crate) fn insert_if_absent<'g>(
@@ -131,14 +144,14 @@ impl<K: Hash + Eq + 'static, C: 'static> Index<K, C> {
         guard: &'g Guard<'_>,
     ) -> (&'g Arc<C>, bool) {
         let mut entries = crate::sync::lock(&self.entries);
-        if let Some((_, c)) = entries.iter().find(|(k, _)| *k == key) {
+        if let Some((_, c)) = entries.iter().find(|(k, _)| **k == key) {
             let c = c.clone();
             drop(entries);
-            return (self.leak(&c, guard), false);
+            return (self.lend(&c, guard), false);
         }
-        entries.push((key, cell.clone()));
+        entries.push((Arc::new(key), cell.clone()));
         drop(entries);
-        (self.leak(&cell, guard), true)
+        (self.lend(&cell, guard), true)
     }
 
     pub(crate) fn remove_if_same<Q>(&self, key: &Q, cell: &Arc<C>, _guard: &Guard<'_>) -> bool
@@ -148,7 +161,7 @@ impl<K: Hash + Eq + 'static, C: 'static> Index<K, C> {
         let mut entries = crate::sync::lock(&self.entries);
         match entries
             .iter()
-            .position(|(k, c)| key.equivalent(k) && Arc::ptr_eq(c, cell))
+            .position(|(k, c)| key.equivalent(&**k) && Arc::ptr_eq(c, cell))
         {
             Some(i) => {
                 entries.swap_remove(i);
@@ -158,20 +171,11 @@ impl<K: Hash + Eq + 'static, C: 'static> Index<K, C> {
         }
     }
 
-    pub(crate) fn for_each<'g>(&self, guard: &'g Guard<'_>, mut f: impl FnMut(&'g K, &'g Arc<C>))
-    where
-        K: Clone,
-    {
-        let all: Vec<(K, Arc<C>)> = crate::sync::lock(&self.entries).clone();
+    pub(crate) fn for_each<'g>(&self, guard: &'g Guard<'_>, mut f: impl FnMut(&'g K, &'g Arc<C>)) {
+        let all: Vec<(Arc<K>, Arc<C>)> = crate::sync::lock(&self.entries).clone();
         for (k, c) in all {
-            let k: &'g K = {
-                let keep = Box::into_raw(Box::new(k));
-                // SAFETY: fresh unreachable Box, retired once, freed at collector drop.
-                unsafe { guard.retire_box(keep) };
-                // SAFETY: lives until the collector drops, which outlives `'g`.
-                unsafe { &*keep }
-            };
-            f(k, self.leak(&c, guard))
+            let k: &'g K = self.lend(&k, guard);
+            f(k, self.lend(&c, guard))
         }
     }
 }

@@ -76,6 +76,9 @@ mod watch;
 mod watcher;
 mod write;
 
+#[cfg(test)]
+mod tests;
+
 pub use config::{Config, ConfigError, DEFAULT_CAPACITY};
 pub use error::{CasError, Lagged, RecvError, WriteError};
 pub use event::{Change, ChangeRef, Event, EventRef, Kind, Kinds};
@@ -84,3 +87,8 @@ pub use papaya::Equivalent;
 pub use subscribe::Subscription;
 pub use watch::WatchOptions;
 pub use watcher::{WatchCloser, Watcher, SPINS};
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;

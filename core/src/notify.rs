@@ -1,29 +1,37 @@
 //! Parking for watchers: writers pay nothing while no watcher is parked.
 //!
-//! ## Protocol (no lost wake-up)
+//! ## Protocol (no lost wake-up, at most one wake-up per park)
+//!
+//! `parked` counts watchers that registered since the last wake-up; `gen`
+//! (changed only under the lock) counts wake-ups.
 //!
 //! A watcher about to park:
-//! 1. increments `parked` (`SeqCst`);
-//! 2. takes the lock and re-checks its slot with a `SeqCst` load (and the
-//!    closed flags); only if there is still nothing to read does it wait on
-//!    the condvar, re-checking after every wake-up;
-//! 3. decrements `parked` when it leaves.
+//! 1. reads `gen` (`SeqCst`), then increments `parked` (`SeqCst`);
+//! 2. re-checks its slot with a `SeqCst` load (and the closed flags): if
+//!    there is something to read it does not wait;
+//! 3. under the lock, waits on the condvar while `gen` is unchanged, then
+//!    starts over from 1 (a wake-up consumed its registration).
 //!
 //! A writer, after its `SeqCst` publishing CAS, loads `parked` (`SeqCst`). If
 //! it is zero it is done: that is the whole cost of parking support on the
-//! write path (on x86 a plain load, since the CAS is already a full barrier).
-//! Otherwise it takes the lock and notifies everyone.
+//! write path (a plain load on x86, where the CAS is already a full
+//! barrier). Otherwise it `swap`s `parked` to zero and, if it took a non-zero
+//! count, bumps `gen` and notifies under the lock. So a burst of writes wakes
+//! the parked watchers once, not once per write.
 //!
-//! Why it works: the CAS and the `parked` increment, and the two loads that
-//! follow them, are all `SeqCst`, so they are totally ordered. Either the
-//! writer's load sees the increment (and notifies, under the lock, so a watcher
-//! that re-checked before the writer took the lock is already waiting and is
-//! woken), or the increment comes after the CAS, and then the watcher's
-//! re-check sees the published slot and does not wait.
+//! Why no wake-up is lost: all the operations named are `SeqCst`, so they
+//! are totally ordered. Take a watcher W and the writer P of the event it
+//! waits for. If P's load of `parked` precedes W's increment, then P's
+//! publish precedes W's re-check, which sees it. Otherwise P finds W's
+//! registration in `parked`, unless another writer's swap took it first; in
+//! both cases some swap took W's registration after W read `gen`, and the
+//! `gen` bump that follows it (under the lock) either happens before W checks
+//! `gen` under the lock (W starts over and re-checks) or wakes W from the
+//! condvar.
 //!
-//! Async watchers register a `Waker` instead of waiting on the condvar; they
-//! count in `parked` while registered and are woken (and unregistered) by the
-//! next notification.
+//! Async watchers register a `Waker` (under the lock, then increment
+//! `parked`) instead of waiting; a wake-up takes and wakes every registered
+//! waker.
 
 use std::time::{Duration, Instant};
 
@@ -31,8 +39,10 @@ use crate::sync::{self, AtomicUsize, Condvar, Mutex, Ordering};
 
 #[derive(Default)]
 pub(crate) struct Notifier {
-    /// Watchers parked or registered with a waker.
+    /// Registrations (parking watchers, wakers) since the last wake-up.
     parked: AtomicUsize,
+    /// Wake-ups so far; changed only under `state`'s lock.
+    gen: AtomicUsize,
     state: Mutex<Wakers>,
     condvar: Condvar,
 }
@@ -47,62 +57,71 @@ impl Notifier {
     /// Called by a writer after publishing: wakes parked watchers, if any.
     #[inline]
     pub(crate) fn published(&self) {
-        if self.parked.load(Ordering::SeqCst) != 0 {
-            self.wake_all();
+        if self.parked.load(Ordering::SeqCst) != 0 && self.parked.swap(0, Ordering::SeqCst) != 0 {
+            self.wake();
         }
     }
 
     /// Wakes every parked watcher unconditionally (close, watcher close).
     pub(crate) fn wake_all(&self) {
+        self.parked.swap(0, Ordering::SeqCst);
+        self.wake();
+    }
+
+    fn wake(&self) {
         #[allow(unused_mut)]
         let mut state = sync::lock(&self.state);
+        self.gen.fetch_add(1, Ordering::SeqCst);
         #[cfg(feature = "async")]
         let wakers = std::mem::take(&mut state.wakers);
         self.condvar.notify_all();
         drop(state);
         #[cfg(feature = "async")]
-        {
-            self.parked.fetch_sub(wakers.len(), Ordering::SeqCst);
-            for w in wakers {
-                w.wake();
-            }
+        for w in wakers {
+            w.wake();
         }
     }
 
     /// Parks until `ready()` holds or `deadline` passes (None: no deadline).
     /// `ready` must load the watched slot with `SeqCst`. Returns `ready()`'s
     /// last answer.
-    pub(crate) fn park_until(&self, deadline: Option<Instant>, mut ready: impl FnMut() -> bool) -> bool {
-        self.parked.fetch_add(1, Ordering::SeqCst);
-        let mut state = sync::lock(&self.state);
-        let result = loop {
+    pub(crate) fn park_until(
+        &self,
+        deadline: Option<Instant>,
+        mut ready: impl FnMut() -> bool,
+    ) -> bool {
+        loop {
+            let gen = self.gen.load(Ordering::SeqCst);
+            self.parked.fetch_add(1, Ordering::SeqCst);
             if ready() {
-                break true;
+                return true;
             }
-            let wait = match deadline {
-                None => Duration::from_secs(3600),
-                Some(d) => match d.checked_duration_since(Instant::now()) {
-                    Some(left) if !left.is_zero() => left,
-                    _ => break false,
-                },
-            };
-            state = sync::wait_timeout(&self.condvar, state, wait);
-        };
-        drop(state);
-        self.parked.fetch_sub(1, Ordering::SeqCst);
-        result
+            let mut state = sync::lock(&self.state);
+            while self.gen.load(Ordering::SeqCst) == gen {
+                let wait = match deadline {
+                    None => Duration::from_secs(3600),
+                    Some(d) => match d.checked_duration_since(Instant::now()) {
+                        Some(left) if !left.is_zero() => left,
+                        _ => {
+                            drop(state);
+                            return ready();
+                        }
+                    },
+                };
+                state = sync::wait_timeout(&self.condvar, state, wait);
+            }
+        }
     }
 
-    /// Registers `waker` for the next notification. The caller must re-check
-    /// its slot (with `SeqCst`) after this returns and before returning
-    /// `Pending`.
+    /// Registers `waker` for the next wake-up. The caller must re-check its
+    /// slot (with `SeqCst`) after this returns and before returning `Pending`.
     #[cfg(feature = "async")]
     pub(crate) fn register(&self, waker: &std::task::Waker) {
         let mut state = sync::lock(&self.state);
-        if state.wakers.iter().any(|w| w.will_wake(waker)) {
-            return;
+        if !state.wakers.iter().any(|w| w.will_wake(waker)) {
+            state.wakers.push(waker.clone());
         }
-        state.wakers.push(waker.clone());
+        drop(state);
         self.parked.fetch_add(1, Ordering::SeqCst);
     }
 }

@@ -104,7 +104,12 @@ impl<K, V> Ring<K, V> {
 
     /// What the slot for `cursor` holds, read under `guard`.
     #[inline]
-    pub(crate) fn read<'g>(&self, cursor: u64, guard: &'g Guard<'_>, order: Ordering) -> Slot<'g, K, V> {
+    pub(crate) fn read<'g>(
+        &self,
+        cursor: u64,
+        guard: &'g Guard<'_>,
+        order: Ordering,
+    ) -> Slot<'g, K, V> {
         let ptr = guard.protect(self.slot(cursor), order);
         if ptr.is_null() {
             return Slot::NotYet;

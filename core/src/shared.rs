@@ -5,7 +5,7 @@
 
 use std::hash::Hash;
 
-use crate::config::Settings;
+use crate::config::Config;
 use crate::index::Index;
 use crate::node::{release, Cell, Node};
 use crate::notify::Notifier;
@@ -21,14 +21,14 @@ pub(crate) struct Shared<K, V> {
     pub(crate) next_seq: AtomicU64,
     pub(crate) notifier: Arc<Notifier>,
     pub(crate) closed: AtomicBool,
-    pub(crate) settings: Settings<K, V>,
+    pub(crate) settings: Config<K, V>,
     /// `Drop` cannot require `K: Hash + Eq`, so the release of the remaining
     /// nodes is captured here, where the bounds are known.
     release_all: fn(&mut Shared<K, V>),
 }
 
 impl<K: Hash + Eq + 'static, V: 'static> Shared<K, V> {
-    pub(crate) fn new(settings: Settings<K, V>) -> Self {
+    pub(crate) fn new(settings: Config<K, V>) -> Self {
         Shared {
             index: Index::new(),
             ring: Ring::new(settings.capacity),

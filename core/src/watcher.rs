@@ -61,9 +61,14 @@ pub struct Watcher<K, V> {
 
 impl<K, V> fmt::Debug for Watcher<K, V> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Watcher").field("cursor", &self.cursor).finish()
+        f.debug_struct("Watcher")
+            .field("cursor", &self.cursor)
+            .finish()
     }
 }
+
+// A watcher is never pinned in place: nothing points into it.
+impl<K, V> Unpin for Watcher<K, V> {}
 
 /// What one step of reading produced; holds no borrow of the watcher.
 enum Step<K, V> {
@@ -144,12 +149,18 @@ where
 
     /// The next matching event, waiting up to `timeout`: a short spin, then
     /// parked. `Ok(None)` when the time ran out.
-    pub fn next_timeout(&mut self, timeout: Duration) -> Result<Option<EventRef<'_, K, V>>, RecvError> {
+    pub fn next_timeout(
+        &mut self,
+        timeout: Duration,
+    ) -> Result<Option<EventRef<'_, K, V>>, RecvError> {
         let deadline = Instant::now().checked_add(timeout);
         self.next_until(deadline)
     }
 
-    fn next_until(&mut self, deadline: Option<Instant>) -> Result<Option<EventRef<'_, K, V>>, RecvError> {
+    fn next_until(
+        &mut self,
+        deadline: Option<Instant>,
+    ) -> Result<Option<EventRef<'_, K, V>>, RecvError> {
         let shared = self.shared_ref();
         let mut spins = 0;
         loop {
@@ -175,7 +186,11 @@ where
     /// Appends up to `max` matching events (owned) to `buf` without
     /// blocking; returns how many. A lap or close is reported only when no
     /// event was appended (the events before it are returned first).
-    pub fn next_batch(&mut self, buf: &mut Vec<Event<K, V>>, max: usize) -> Result<usize, RecvError> {
+    pub fn next_batch(
+        &mut self,
+        buf: &mut Vec<Event<K, V>>,
+        max: usize,
+    ) -> Result<usize, RecvError> {
         let shared = self.shared_ref();
         let guard = shared.index.guard();
         let mut n = 0;
@@ -195,7 +210,9 @@ where
                 // SAFETY: `step` returned a change record loaded under `guard`, still held.
                 Step::Live(node) => Event::Change(Change::of_node(unsafe { &*node })),
                 Step::SnapshotItem => Event::Change(self.lent.take().expect("just lent")),
-                Step::SnapshotDone { at, consistent_at } => Event::SnapshotDone { at, consistent_at },
+                Step::SnapshotDone { at, consistent_at } => {
+                    Event::SnapshotDone { at, consistent_at }
+                }
             });
             n += 1;
         }
@@ -216,8 +233,12 @@ where
             // SAFETY: `step` found this change record under `guard`, which moves
             // into the ChangeRef and keeps protecting it.
             Step::Live(node) => EventRef::Change(unsafe { ChangeRef::live(node, guard) }),
-            Step::SnapshotItem => EventRef::Change(ChangeRef::owned(self.lent.as_ref().expect("just lent"))),
-            Step::SnapshotDone { at, consistent_at } => EventRef::SnapshotDone { at, consistent_at },
+            Step::SnapshotItem => {
+                EventRef::Change(ChangeRef::owned(self.lent.as_ref().expect("just lent")))
+            }
+            Step::SnapshotDone { at, consistent_at } => {
+                EventRef::SnapshotDone { at, consistent_at }
+            }
         }
     }
 
@@ -235,11 +256,18 @@ where
             return true;
         }
         let guard = shared.index.guard();
-        !matches!(shared.ring.read(self.cursor, &guard, Ordering::SeqCst), Slot::NotYet)
+        !matches!(
+            shared.ring.read(self.cursor, &guard, Ordering::SeqCst),
+            Slot::NotYet
+        )
     }
 
     /// Advances to the next matching event.
-    fn step(&mut self, shared: &Shared<K, V>, guard: &Guard<'_>) -> Result<Option<Step<K, V>>, RecvError> {
+    fn step(
+        &mut self,
+        shared: &Shared<K, V>,
+        guard: &Guard<'_>,
+    ) -> Result<Option<Step<K, V>>, RecvError> {
         if self.closed.load(Ordering::Acquire) {
             return Err(RecvError::Closed);
         }
@@ -257,7 +285,11 @@ where
             }
         }
         loop {
-            if self.snapshot.as_ref().is_some_and(|s| s.finished(self.cursor)) {
+            if self
+                .snapshot
+                .as_ref()
+                .is_some_and(|s| s.finished(self.cursor))
+            {
                 self.snapshot = None;
             }
             match shared.ring.read(self.cursor, guard, Ordering::Acquire) {
@@ -286,7 +318,11 @@ where
                     if !self.filter.matches(key, Kind::of(node.kind)) {
                         continue;
                     }
-                    if self.snapshot.as_ref().is_some_and(|s| s.already_seen(key, seq)) {
+                    if self
+                        .snapshot
+                        .as_ref()
+                        .is_some_and(|s| s.already_seen(key, seq))
+                    {
                         continue;
                     }
                     return Ok(Some(Step::Live(node)));

@@ -49,6 +49,7 @@ use std::hash::Hash;
 
 use papaya::Equivalent;
 
+use crate::config::Limit;
 use crate::error::{CasError, WriteError};
 use crate::node::{release, Cell, Node, NodeKind};
 use crate::reclaim::Guard;
@@ -64,6 +65,24 @@ pub(crate) enum Expect {
     Version(u64),
 }
 
+fn check_limit<T>(what: &'static str, limit: &Option<Limit<T>>, x: &T) -> Result<(), WriteError> {
+    match limit {
+        Some(limit) if (limit.len)(x) > limit.max => Err(WriteError::TooLarge {
+            what,
+            len: (limit.len)(x),
+            max: limit.max,
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// A key's live cell and its current node, already numbered.
+pub(crate) struct Live<'g, K, V> {
+    cell: &'g Arc<Cell<K, V>>,
+    node: &'g Node<K, V>,
+    version: u64,
+}
+
 impl<K: Hash + Eq + Clone + 'static, V: 'static> Shared<K, V> {
     fn check_open(&self) -> Result<(), WriteError> {
         if self.closed.load(Ordering::Acquire) {
@@ -72,33 +91,14 @@ impl<K: Hash + Eq + Clone + 'static, V: 'static> Shared<K, V> {
         Ok(())
     }
 
-    pub(crate) fn check_key(&self, key: &K) -> Result<(), WriteError> {
-        if let Some((len, max)) = self.settings.key_len {
-            let len = len(key);
-            if len > max {
-                return Err(WriteError::TooLarge { what: "key", len, max });
-            }
-        }
-        Ok(())
-    }
-
-    fn check_value(&self, value: &V) -> Result<(), WriteError> {
-        if let Some((len, max)) = self.settings.value_len {
-            let len = len(value);
-            if len > max {
-                return Err(WriteError::TooLarge { what: "value", len, max });
-            }
-        }
-        Ok(())
+    fn check_sizes(&self, key: &K, value: &V) -> Result<(), WriteError> {
+        check_limit("key", &self.settings.key_limit, key)?;
+        check_limit("value", &self.settings.value_limit, value)
     }
 
     /// The key's live cell and its current (numbered) node, finishing any
     /// delete found on the way; None when the key is absent.
-    pub(crate) fn live_cell<'g, Q>(
-        &self,
-        key: &Q,
-        guard: &'g Guard<'_>,
-    ) -> Option<(&'g Arc<Cell<K, V>>, &'g Node<K, V>, u64)>
+    pub(crate) fn live_cell<'g, Q>(&self, key: &Q, guard: &'g Guard<'_>) -> Option<Live<'g, K, V>>
     where
         Q: ?Sized + Hash + Equivalent<K>,
     {
@@ -111,7 +111,11 @@ impl<K: Hash + Eq + Clone + 'static, V: 'static> Shared<K, V> {
             // SAFETY: as above, live for 'g.
             let node = unsafe { &*current };
             if node.kind != NodeKind::Delete {
-                return Some((cell, node, seq));
+                return Some(Live {
+                    cell,
+                    node,
+                    version: seq,
+                });
             }
             self.unlink(key, cell, current, guard);
         }
@@ -119,8 +123,13 @@ impl<K: Hash + Eq + Clone + 'static, V: 'static> Shared<K, V> {
 
     /// Removes a sealed cell from the index; the winner drops the cell's
     /// reference on its tombstone.
-    fn unlink<Q>(&self, key: &Q, cell: &Arc<Cell<K, V>>, tombstone: *mut Node<K, V>, guard: &Guard<'_>)
-    where
+    fn unlink<Q>(
+        &self,
+        key: &Q,
+        cell: &Arc<Cell<K, V>>,
+        tombstone: *mut Node<K, V>,
+        guard: &Guard<'_>,
+    ) where
         Q: ?Sized + Hash + Equivalent<K>,
     {
         if self.index.remove_if_same(key, cell, guard) {
@@ -162,13 +171,16 @@ impl<K: Hash + Eq + Clone + 'static, V: 'static> Shared<K, V> {
     /// the key's current version when suppression made the put a no-op.
     pub(crate) fn put(&self, key: K, value: V, expect: Expect) -> Result<u64, CasError> {
         self.check_open()?;
-        self.check_key(&key)?;
-        self.check_value(&value)?;
+        self.check_sizes(&key, &value)?;
         let value = Arc::new(value);
         let guard = self.index.guard();
         loop {
             match self.live_cell(&key, &guard) {
-                Some((cell, current, version)) => {
+                Some(Live {
+                    cell,
+                    node: current,
+                    version,
+                }) => {
                     match expect {
                         Expect::Version(v) if v != version => {
                             return Err(CasError::Conflict {
@@ -233,7 +245,12 @@ impl<K: Hash + Eq + Clone + 'static, V: 'static> Shared<K, V> {
         self.check_open()?;
         let guard = self.index.guard();
         loop {
-            let Some((cell, current, _)) = self.live_cell(key, &guard) else {
+            let Some(Live {
+                cell,
+                node: current,
+                ..
+            }) = self.live_cell(key, &guard)
+            else {
                 return Ok(None);
             };
             let old = current

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Runs every test of the project: formatting and lints, Rust unit/property/
+# stress tests and doctests, the loom models, the C tests (plain, valgrind,
+# ASan, header freshness) and the Go tests. This is the README's test command
+# and what CI runs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "cargo fmt --check"
+cargo fmt --all --check
+
+step "cargo clippy --all-targets -- -D warnings"
+cargo clippy --workspace --all-targets -- -D warnings
+cargo clippy -p kvfeed --all-targets --features async -- -D warnings
+
+step "cargo test (unit, property, stress, doctests)"
+cargo test --workspace
+cargo test -p kvfeed --features async --lib --test '*'
