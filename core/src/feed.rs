@@ -38,8 +38,20 @@ pub struct Feed<K, V> {
 
 impl<K, V> Clone for Feed<K, V> {
     fn clone(&self) -> Self {
+        self.shared.handles.fetch_add(1, Ordering::Relaxed);
         Feed {
             shared: self.shared.clone(),
+        }
+    }
+}
+
+/// Dropping the last handle closes the feed (watchers may outlive it: they
+/// drain what is left, then get `Closed`).
+impl<K, V> Drop for Feed<K, V> {
+    fn drop(&mut self) {
+        if self.shared.handles.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.shared.closed.store(true, Ordering::SeqCst);
+            self.shared.notifier.wake_all();
         }
     }
 }
@@ -201,7 +213,8 @@ where
         self.shared.notifier.wake_all();
     }
 
-    /// Whether [`close`](Feed::close) was called.
+    /// Whether the feed is closed (explicitly, or because every `Feed`
+    /// handle was dropped).
     pub fn is_closed(&self) -> bool {
         self.shared.closed.load(Ordering::Acquire)
     }

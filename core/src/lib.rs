@@ -86,7 +86,7 @@ pub use feed::Feed;
 pub use papaya::Equivalent;
 pub use subscribe::Subscription;
 pub use watch::WatchOptions;
-pub use watcher::{WatchCloser, Watcher, SPINS};
+pub use watcher::{WatchCloser, Watcher, SPINS, YIELDS};
 
 /// The README's examples, compiled and run as doctests.
 #[cfg(doctest)]

@@ -11,7 +11,7 @@ use crate::node::{release, Cell, Node};
 use crate::notify::Notifier;
 use crate::reclaim::Guard;
 use crate::ring::Ring;
-use crate::sync::{Arc, AtomicBool, AtomicU64, Ordering};
+use crate::sync::{Arc, AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 pub(crate) struct Shared<K, V> {
     pub(crate) index: Index<K, Cell<K, V>>,
@@ -21,6 +21,9 @@ pub(crate) struct Shared<K, V> {
     pub(crate) next_seq: AtomicU64,
     pub(crate) notifier: Arc<Notifier>,
     pub(crate) closed: AtomicBool,
+    /// Live `Feed` handles; when the last one goes the feed closes, so
+    /// watchers blocked on a feed nobody can write to any more wake up.
+    pub(crate) handles: AtomicUsize,
     pub(crate) settings: Config<K, V>,
     /// `Drop` cannot require `K: Hash + Eq`, so the release of the remaining
     /// nodes is captured here, where the bounds are known.
@@ -35,6 +38,7 @@ impl<K: Hash + Eq + 'static, V: 'static> Shared<K, V> {
             next_seq: AtomicU64::new(1),
             notifier: Arc::new(Notifier::default()),
             closed: AtomicBool::new(false),
+            handles: AtomicUsize::new(1),
             settings,
             release_all: Self::release_all,
         }

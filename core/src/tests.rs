@@ -276,3 +276,19 @@ fn stream_yields_events_and_ends_on_close() {
     writer.join().unwrap();
     assert_eq!(seqs, (1..=1000).collect::<Vec<_>>());
 }
+
+#[test]
+fn dropping_the_last_feed_handle_closes_it_and_watchers_drain() {
+    let feed: Feed<u32, u32> = Feed::new();
+    let other = feed.clone();
+    let mut w = feed.watch(WatchOptions::all());
+    feed.put(1, 1).unwrap();
+    drop(feed);
+    assert!(!other.is_closed(), "a clone still holds the feed open");
+    drop(other);
+    assert_eq!(w.try_next().unwrap().unwrap().as_change().unwrap().seq(), 1);
+    assert_eq!(
+        w.next_timeout(Duration::from_secs(60)).unwrap_err(),
+        RecvError::Closed
+    );
+}

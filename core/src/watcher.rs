@@ -6,7 +6,7 @@
 //!
 //! ## Blocking
 //!
-//! `next_timeout` spins briefly ([`SPINS`] checks), then parks on the feed's
+//! `next_timeout` spins briefly ([`SPINS`] checks, then [`YIELDS`] yields), then parks on the feed's
 //! notifier (see `notify.rs` for the no-lost-wake-up handshake). While no
 //! watcher is parked, a write pays one load for all of this.
 
@@ -25,8 +25,15 @@ use crate::snapshot::Snapshot;
 use crate::sync::{Arc, AtomicBool, Ordering};
 use crate::watch::{Filter, Start, WatchOptions};
 
-/// How many times `next_timeout` re-checks before parking.
+/// How many times `next_timeout` re-checks (with a CPU spin hint) before
+/// it starts yielding.
 pub const SPINS: u32 = 64;
+
+/// How many times `next_timeout` then yields its thread and re-checks before
+/// parking. On a machine with few cores a writer is often waiting for the
+/// core the watcher holds; yielding lets it publish without a futex round
+/// trip, and parking still follows quickly when the feed is idle.
+pub const YIELDS: u32 = 16;
 
 /// A reader of the feed: a cursor and a filter.
 ///
@@ -169,9 +176,13 @@ where
                 return Ok(Some(self.wrap(step, guard)));
             }
             drop(guard);
-            if spins < SPINS {
+            if spins < SPINS + YIELDS {
+                if spins < SPINS {
+                    std::hint::spin_loop();
+                } else {
+                    std::thread::yield_now();
+                }
                 spins += 1;
-                std::hint::spin_loop();
                 continue;
             }
             if deadline.is_some_and(|d| Instant::now() >= d) {
