@@ -18,3 +18,9 @@ cargo clippy -p kvfeed --all-targets --features async -- -D warnings
 step "cargo test (unit, property, stress, doctests)"
 cargo test --workspace
 cargo test -p kvfeed --features async --lib --test '*'
+
+step "C ABI: header freshness, C99/C++ compile, C tests (static, shared, valgrind, ASan)"
+bash ffi/run-c-tests.sh
+
+step "Go: go vet, go test -race"
+bash go/run-go-tests.sh

@@ -77,12 +77,15 @@ impl<K: Hash + Eq + Clone + 'static, V: 'static> Snapshot<K, V> {
             });
         }
         let consistent_at = shared.head();
+        // Live events are skipped only for what was delivered: without
+        // `Create` in the mask no item is, and nothing may be skipped.
+        let delivers = filter.kinds.contains(Kinds::CREATE);
         let seen_after_at = latest
             .values()
-            .filter(|c| c.seq > at)
+            .filter(|c| delivers && c.seq > at)
             .map(|c| (c.key.clone(), c.seq))
             .collect();
-        let items = if filter.kinds.contains(Kinds::CREATE) {
+        let items = if delivers {
             latest.into_values().collect()
         } else {
             Vec::new()

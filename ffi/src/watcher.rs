@@ -1,0 +1,530 @@
+//! Watchers: `kvfeed_watch_opts`, `kvfeed_event` and the watcher functions.
+//!
+//! A `kvfeed_watcher` is a `Box<WatcherInner>`:
+//!
+//! - `closer`: the core's `WatchCloser`, which is `Sync`; `kvfeed_watcher_close`
+//!   uses only this field, through a shared borrow, from any thread.
+//! - `state`: the core `Watcher` plus the last event handed to C, in an
+//!   `UnsafeCell`. Only the thread that holds `busy` touches it.
+//! - `busy`: set by `kvfeed_watcher_next` / `kvfeed_watcher_cursor` for the
+//!   duration of the call (Acquire on entry, Release on exit, so consecutive
+//!   calls from different threads are ordered). The header says "one thread at
+//!   a time"; a second thread that breaks the rule gets `KVFEED_INVALID_ARG`
+//!   instead of a data race.
+//!
+//! Zero copy: `kvfeed_event` points into `state.last`, an owned `Change` whose
+//! key and values are `Arc` clones of the ring's (no byte is copied). It is
+//! replaced on the next call, which is why event pointers are valid "until the
+//! next call on that watcher".
+
+use std::cell::UnsafeCell;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use kvfeed::{Change, EventRef, Kind, Kinds, RecvError, WatchCloser, WatchOptions, Watcher};
+
+use crate::bytes::{borrow_bytes, c_ptr, kvfeed_bytes};
+use crate::handle::{self, Opaque};
+use crate::status::*;
+use crate::store::{kvfeed_store, Store};
+use crate::{Key, Val};
+
+/// Event kind / kind-mask bit: the key was absent and is now set.
+pub const KVFEED_KIND_CREATE: u32 = 1;
+/// Event kind / kind-mask bit: the key's value was replaced.
+pub const KVFEED_KIND_UPDATE: u32 = 2;
+/// Event kind / kind-mask bit: the key was removed.
+pub const KVFEED_KIND_DELETE: u32 = 4;
+/// Event kind only: the end of a snapshot (`at`, `consistent_at` are set).
+/// Accepted in a mask but never needed there: a snapshot watcher always
+/// receives it.
+pub const KVFEED_KIND_SNAPSHOT_DONE: u32 = 8;
+
+const KIND_CHANGES: u32 = KVFEED_KIND_CREATE | KVFEED_KIND_UPDATE | KVFEED_KIND_DELETE;
+
+/// Where a new watcher starts (`kvfeed_watch_opts.start`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum kvfeed_start {
+    /// The first event after the current head (the default).
+    KVFEED_START_NOW = 0,
+    /// At `from_seq` (0 counts as 1). A seq already overwritten gives
+    /// `KVFEED_LAGGED` on the first `kvfeed_watcher_next`.
+    KVFEED_START_FROM = 1,
+    /// One Create per live matching key (seq = the key's version, any order),
+    /// then a `KVFEED_KIND_SNAPSHOT_DONE` event, then live events with no gap
+    /// and no duplicate.
+    KVFEED_START_SNAPSHOT = 2,
+}
+
+/// What a watcher receives. A zero-initialised struct (or NULL) means every
+/// key, every kind, starting now. The library reads it, and the arrays and
+/// bytes it points to, during `kvfeed_watch_new` only.
+///
+/// Keys and prefixes are OR-ed (an event matches when its key equals one of
+/// `keys` or starts with one of `prefixes`; with neither, every key matches),
+/// then AND-ed with `kinds`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct kvfeed_watch_opts {
+    /// `n_keys` exact keys (may be NULL when `n_keys` is 0).
+    pub keys: *const kvfeed_bytes,
+    /// Number of entries in `keys`.
+    pub n_keys: usize,
+    /// `n_prefixes` key prefixes (may be NULL when `n_prefixes` is 0).
+    pub prefixes: *const kvfeed_bytes,
+    /// Number of entries in `prefixes`.
+    pub n_prefixes: usize,
+    /// Mask of `KVFEED_KIND_CREATE | _UPDATE | _DELETE`; 0 means all. Any
+    /// other bit, or `KVFEED_KIND_SNAPSHOT_DONE` alone, is `KVFEED_INVALID_ARG`.
+    pub kinds: u32,
+    /// A `kvfeed_start` value; anything else is `KVFEED_INVALID_ARG`.
+    pub start: u32,
+    /// The first seq to read, for `KVFEED_START_FROM` (ignored otherwise).
+    pub from_seq: u64,
+}
+
+/// One event, filled by `kvfeed_watcher_next`.
+///
+/// Lifetime: `key`, `value` and `old` point into memory owned by the watcher
+/// (no copy); they stay valid until the next `kvfeed_watcher_next` on that
+/// watcher, whatever it returns, or until `kvfeed_watcher_free`, whichever
+/// comes first. Writes to the store and freeing the store do not affect them.
+/// Copy what you keep. A zero-length byte string has a NULL pointer;
+/// `has_value` / `has_old` tell an empty value from an absent one.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct kvfeed_event {
+    /// The event's sequence number (for a snapshot Create: the key's version;
+    /// 0 for `KVFEED_KIND_SNAPSHOT_DONE` and on `KVFEED_LAGGED`).
+    pub seq: u64,
+    /// One `KVFEED_KIND_*` value (0 on `KVFEED_LAGGED`).
+    pub kind: u32,
+    /// The key (NULL when empty).
+    pub key: *const u8,
+    /// Length of `key`.
+    pub key_len: usize,
+    /// The new value (Create, Update); NULL when absent or empty.
+    pub value: *const u8,
+    /// Length of `value`.
+    pub value_len: usize,
+    /// Whether there is a new value (true for Create and Update).
+    pub has_value: bool,
+    /// The previous value (Update, Delete); NULL when absent or empty.
+    pub old: *const u8,
+    /// Length of `old`.
+    pub old_len: usize,
+    /// Whether there is a previous value (true for Update and Delete).
+    pub has_old: bool,
+    /// On `KVFEED_LAGGED`: how many sequence numbers were overwritten before
+    /// this watcher read them (`resume_at` - the cursor before).
+    pub missed: u64,
+    /// On `KVFEED_LAGGED`: the seq the watcher continues from.
+    pub resume_at: u64,
+    /// For `KVFEED_KIND_SNAPSHOT_DONE`: the head when the snapshot scan began;
+    /// live events follow from `at + 1`.
+    pub at: u64,
+    /// For `KVFEED_KIND_SNAPSHOT_DONE`: the head when the scan ended; once the
+    /// events up to it are applied, the view equals the store.
+    pub consistent_at: u64,
+}
+
+impl kvfeed_event {
+    const EMPTY: kvfeed_event = kvfeed_event {
+        seq: 0,
+        kind: 0,
+        key: std::ptr::null(),
+        key_len: 0,
+        value: std::ptr::null(),
+        value_len: 0,
+        has_value: false,
+        old: std::ptr::null(),
+        old_len: 0,
+        has_old: false,
+        missed: 0,
+        resume_at: 0,
+        at: 0,
+        consistent_at: 0,
+    };
+
+    fn of_change(c: &Change<Key, Val>) -> Self {
+        let value = c.value.as_deref().map(|v| &v[..]);
+        let old = c.old.as_deref().map(|v| &v[..]);
+        kvfeed_event {
+            seq: c.seq,
+            kind: match c.kind {
+                Kind::Create => KVFEED_KIND_CREATE,
+                Kind::Update => KVFEED_KIND_UPDATE,
+                Kind::Delete => KVFEED_KIND_DELETE,
+            },
+            key: c_ptr(&c.key),
+            key_len: c.key.len(),
+            value: value.map_or(std::ptr::null(), c_ptr),
+            value_len: value.map_or(0, <[u8]>::len),
+            has_value: value.is_some(),
+            old: old.map_or(std::ptr::null(), c_ptr),
+            old_len: old.map_or(0, <[u8]>::len),
+            has_old: old.is_some(),
+            ..Self::EMPTY
+        }
+    }
+}
+
+/// A watcher: a cursor into a store's feed plus a filter. Opaque; created by
+/// `kvfeed_watch_new`, destroyed by `kvfeed_watcher_free`.
+///
+/// Thread safety: used by one thread at a time (it may move between threads),
+/// except `kvfeed_watcher_close`, which any thread may call at any time before
+/// `kvfeed_watcher_free`. A watcher stays valid after its store is freed.
+pub struct kvfeed_watcher {
+    _private: [u8; 0],
+}
+
+/// What a `kvfeed_watcher*` points to.
+pub(crate) struct WatcherInner {
+    /// Wakes and closes the watcher; used from any thread.
+    closer: WatchCloser,
+    /// True while a thread is inside `next` / `cursor` on this watcher.
+    busy: AtomicBool,
+    /// Touched only by the thread that set `busy` (see [`WatcherInner::enter`]).
+    state: UnsafeCell<State>,
+}
+
+// SAFETY: `closer` is Sync; `state` is only accessed by the one thread that
+// holds `busy` (acquired with Acquire, released with Release), which makes
+// every access to it exclusive and ordered; `busy` is atomic. The core's
+// `Watcher` and `Change` are `Send`, so handing `state` from one thread to the
+// next is fine.
+unsafe impl Sync for WatcherInner {}
+
+struct State {
+    watcher: Watcher<Key, Val>,
+    /// The event the C caller is looking at; `kvfeed_event` points into it.
+    last: Option<Change<Key, Val>>,
+}
+
+impl Opaque for kvfeed_watcher {
+    type Inner = WatcherInner;
+}
+
+/// Exclusive access to a watcher's state for the duration of one call.
+struct Entered<'a>(&'a WatcherInner);
+
+impl WatcherInner {
+    /// Claims the watcher for this thread, or `KVFEED_INVALID_ARG` when
+    /// another thread is inside a call on it.
+    fn enter(&self) -> Step<Entered<'_>> {
+        if self.busy.swap(true, Ordering::Acquire) {
+            return Err(KVFEED_INVALID_ARG);
+        }
+        Ok(Entered(self))
+    }
+}
+
+impl Entered<'_> {
+    fn state(&mut self) -> &mut State {
+        // SAFETY: `self` exists only while `busy` is held by this thread (see
+        // `enter` and `Drop`), so no other reference to `state` exists; the
+        // returned borrow is tied to `&mut self`, so this call cannot hand out
+        // two at once.
+        unsafe { &mut *self.0.state.get() }
+    }
+}
+
+impl Drop for Entered<'_> {
+    fn drop(&mut self) {
+        self.0.busy.store(false, Ordering::Release);
+    }
+}
+
+/// Converts the C options into core options, validating everything first.
+///
+/// # Safety
+///
+/// `opts`' arrays are NULL or readable for their counts, and each
+/// `kvfeed_bytes` in them is NULL or readable for its length.
+unsafe fn watch_options(opts: &kvfeed_watch_opts, store: &Store) -> Step<WatchOptions<Key>> {
+    /// Reads one of the arrays of byte strings.
+    ///
+    /// # Safety
+    ///
+    /// As `watch_options`.
+    unsafe fn list<'a>(ptr: *const kvfeed_bytes, n: usize, max: usize) -> Step<Vec<&'a [u8]>> {
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        handle::required(ptr)?;
+        if n > isize::MAX as usize / std::mem::size_of::<kvfeed_bytes>() {
+            return Err(KVFEED_INVALID_ARG);
+        }
+        // SAFETY: non-NULL, readable for `n` entries (caller's contract), and
+        // `n * size_of` fits in isize (checked).
+        let entries = unsafe { std::slice::from_raw_parts(ptr, n) };
+        entries
+            .iter()
+            // SAFETY: each entry is NULL or readable for its length (caller's contract).
+            .map(|b| unsafe { borrow_bytes(b.ptr, b.len, max) })
+            .collect()
+    }
+
+    if opts.kinds & !(KIND_CHANGES | KVFEED_KIND_SNAPSHOT_DONE) != 0 {
+        return Err(KVFEED_INVALID_ARG);
+    }
+    let kinds = match opts.kinds & KIND_CHANGES {
+        0 if opts.kinds != 0 => return Err(KVFEED_INVALID_ARG),
+        0 => Kinds::ALL,
+        // The C bits are the core's bits (asserted in the tests).
+        bits => Kinds::from_bits_truncate(bits as u8),
+    };
+    let start = match opts.start {
+        0 => kvfeed_start::KVFEED_START_NOW,
+        1 => kvfeed_start::KVFEED_START_FROM,
+        2 => kvfeed_start::KVFEED_START_SNAPSHOT,
+        _ => return Err(KVFEED_INVALID_ARG),
+    };
+    // SAFETY: forwarded from the caller.
+    let keys = unsafe { list(opts.keys, opts.n_keys, store.max_key) }?;
+    // SAFETY: forwarded from the caller.
+    let prefixes = unsafe { list(opts.prefixes, opts.n_prefixes, store.max_key) }?;
+
+    // Everything is valid: build (nothing above allocated anything shared).
+    let mut w = WatchOptions::all().kinds(kinds);
+    if !keys.is_empty() {
+        w = w.keys(keys.into_iter().map(Key::from));
+    }
+    for p in prefixes {
+        w = w.prefix(p);
+    }
+    Ok(match start {
+        kvfeed_start::KVFEED_START_NOW => w,
+        kvfeed_start::KVFEED_START_FROM => w.from(opts.from_seq),
+        kvfeed_start::KVFEED_START_SNAPSHOT => w.snapshot(),
+    })
+}
+
+/// Creates a watcher on `store`. `opts` may be NULL (every key and kind,
+/// starting now). On `KVFEED_OK`, `*out` is a new watcher owned by the caller
+/// (free it with `kvfeed_watcher_free`); on any other status it is untouched.
+///
+/// The watcher holds its own reference to the feed: it stays valid after
+/// `kvfeed_store_free` (it drains, then returns `KVFEED_CLOSED`). A watcher
+/// costs O(1) memory; writers never wait for it.
+///
+/// Returns `KVFEED_NULL_ARG` (store, out, an array with a non-zero count, a
+/// byte string with a non-zero length), `KVFEED_TOO_LARGE` (a filter key or
+/// prefix over `max_key_len`), `KVFEED_INVALID_ARG` (bad `start` or `kinds`).
+/// Thread safety: any thread (the store is shared).
+///
+/// # Safety
+///
+/// `store` is NULL or live; `opts` is NULL or readable, with its arrays and
+/// byte strings readable for their lengths; `out` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn kvfeed_watch_new(
+    store: *const kvfeed_store,
+    opts: *const kvfeed_watch_opts,
+    out: *mut *mut kvfeed_watcher,
+) -> kvfeed_status {
+    guard(|| {
+        // SAFETY: NULL or live (caller's contract).
+        let s = unsafe { handle::borrow(store) }?;
+        handle::required(out)?;
+        // SAFETY: NULL or readable (caller's contract).
+        let options = match unsafe { opts.as_ref() } {
+            None => WatchOptions::all(),
+            // SAFETY: arrays and bytes readable for their lengths (caller's contract).
+            Some(o) => unsafe { watch_options(o, s) }?,
+        };
+        let watcher = s.feed.watch(options);
+        let inner = WatcherInner {
+            closer: watcher.closer(),
+            busy: AtomicBool::new(false),
+            state: UnsafeCell::new(State {
+                watcher,
+                last: None,
+            }),
+        };
+        // SAFETY: non-NULL (checked) and writable (caller's contract).
+        unsafe { handle::write(out, handle::into_raw::<kvfeed_watcher>(inner)) };
+        Ok(KVFEED_OK)
+    })
+}
+
+/// The result of one read, owning everything (so the borrow of the watcher
+/// ends before it is stored).
+enum Outcome {
+    Change(Change<Key, Val>),
+    SnapshotDone { at: u64, consistent_at: u64 },
+    Timeout,
+    Lagged { missed: u64, resume_at: u64 },
+    Closed,
+}
+
+impl From<Result<Option<EventRef<'_, Key, Val>>, RecvError>> for Outcome {
+    fn from(r: Result<Option<EventRef<'_, Key, Val>>, RecvError>) -> Self {
+        match r {
+            Ok(Some(EventRef::Change(c))) => Outcome::Change(c.to_owned()),
+            Ok(Some(EventRef::SnapshotDone { at, consistent_at })) => {
+                Outcome::SnapshotDone { at, consistent_at }
+            }
+            Ok(None) => Outcome::Timeout,
+            Err(RecvError::Lagged(l)) => Outcome::Lagged {
+                missed: l.missed,
+                resume_at: l.resume_at,
+            },
+            Err(RecvError::Closed) => Outcome::Closed,
+        }
+    }
+}
+
+/// The longest single park; longer waits are made of several (this keeps
+/// `Instant + Duration` far from overflow whatever `timeout_ms` is).
+const MAX_PARK: Duration = Duration::from_secs(3600);
+
+fn read(w: &mut Watcher<Key, Val>, timeout_ms: i64) -> Outcome {
+    if timeout_ms == 0 {
+        return w.try_next().into();
+    }
+    let deadline = u64::try_from(timeout_ms)
+        .ok()
+        .and_then(|ms| Instant::now().checked_add(Duration::from_millis(ms)));
+    loop {
+        let park = match deadline {
+            None => MAX_PARK,
+            Some(d) => d.saturating_duration_since(Instant::now()).min(MAX_PARK),
+        };
+        match w.next_timeout(park).into() {
+            Outcome::Timeout if deadline.map_or(true, |d| Instant::now() < d) => continue,
+            outcome => return outcome,
+        }
+    }
+}
+
+/// Reads the next matching event, waiting up to `timeout_ms` milliseconds for
+/// one (0: do not wait; negative: wait until an event arrives or the watcher
+/// is closed). Waiting parks the thread (no busy spinning past a short spin).
+///
+/// Returns:
+/// - `KVFEED_OK`: `*out` is the event (see `kvfeed_event` for how long its
+///   pointers live). For a snapshot end marker, `kind` is
+///   `KVFEED_KIND_SNAPSHOT_DONE` with `at` and `consistent_at`.
+/// - `KVFEED_TIMEOUT`: nothing arrived in time; `*out` is untouched.
+/// - `KVFEED_LAGGED`: the watcher was lapped; `*out` is written with `missed`
+///   and `resume_at` (every other field zero / NULL). The next call goes on
+///   from `resume_at`.
+/// - `KVFEED_CLOSED`: the store was closed and every remaining event has been
+///   read, or `kvfeed_watcher_close` was called; `*out` is untouched.
+/// - `KVFEED_NULL_ARG`; `KVFEED_INVALID_ARG` when another thread is inside a
+///   call on this watcher.
+///
+/// Every call, whatever it returns, invalidates the pointers of the event
+/// returned by the previous one. Thread safety: one thread at a time per
+/// watcher.
+///
+/// # Safety
+///
+/// `watcher` is NULL or live; `out` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn kvfeed_watcher_next(
+    watcher: *mut kvfeed_watcher,
+    timeout_ms: i64,
+    out: *mut kvfeed_event,
+) -> kvfeed_status {
+    guard(|| {
+        // SAFETY: NULL or live (caller's contract). Borrowed shared: see handle.rs.
+        let w = unsafe { handle::borrow(watcher) }?;
+        handle::required(out)?;
+        let mut entered = w.enter()?;
+        let state = entered.state();
+        state.last = None;
+        let (status, event) = match read(&mut state.watcher, timeout_ms) {
+            Outcome::Change(change) => {
+                let change = state.last.insert(change);
+                (KVFEED_OK, kvfeed_event::of_change(change))
+            }
+            Outcome::SnapshotDone { at, consistent_at } => (
+                KVFEED_OK,
+                kvfeed_event {
+                    kind: KVFEED_KIND_SNAPSHOT_DONE,
+                    at,
+                    consistent_at,
+                    ..kvfeed_event::EMPTY
+                },
+            ),
+            Outcome::Lagged { missed, resume_at } => (
+                KVFEED_LAGGED,
+                kvfeed_event {
+                    missed,
+                    resume_at,
+                    ..kvfeed_event::EMPTY
+                },
+            ),
+            Outcome::Timeout => return Ok(KVFEED_TIMEOUT),
+            Outcome::Closed => return Ok(KVFEED_CLOSED),
+        };
+        // SAFETY: non-NULL (checked) and writable (caller's contract).
+        unsafe { handle::write(out, event) };
+        Ok(status)
+    })
+}
+
+/// Writes to `*out` the next seq this watcher will read. Thread safety: one
+/// thread at a time per watcher, like `kvfeed_watcher_next`
+/// (`KVFEED_INVALID_ARG` when another thread is inside a call on it). Does not
+/// invalidate the current event.
+///
+/// # Safety
+///
+/// `watcher` is NULL or live; `out` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn kvfeed_watcher_cursor(
+    watcher: *const kvfeed_watcher,
+    out: *mut u64,
+) -> kvfeed_status {
+    guard(|| {
+        // SAFETY: NULL or live (caller's contract).
+        let w = unsafe { handle::borrow(watcher) }?;
+        handle::required(out)?;
+        let cursor = w.enter()?.state().watcher.cursor();
+        // SAFETY: non-NULL (checked) and writable (caller's contract).
+        unsafe { handle::write(out, cursor) };
+        Ok(KVFEED_OK)
+    })
+}
+
+/// Closes the watcher: a `kvfeed_watcher_next` blocked on another thread wakes
+/// and returns `KVFEED_CLOSED`, and so does every later call. Idempotent.
+/// It does not free the watcher (call `kvfeed_watcher_free` after the reading
+/// thread is done with it).
+///
+/// Thread safety: any thread, at any time, concurrently with any call on this
+/// watcher except `kvfeed_watcher_free`.
+///
+/// # Safety
+///
+/// `watcher` is NULL or live.
+#[no_mangle]
+pub unsafe extern "C" fn kvfeed_watcher_close(watcher: *const kvfeed_watcher) -> kvfeed_status {
+    guard(|| {
+        // SAFETY: NULL or live (caller's contract); only the Sync `closer`
+        // field is used.
+        let w = unsafe { handle::borrow(watcher) }?;
+        w.closer.close();
+        Ok(KVFEED_OK)
+    })
+}
+
+/// Frees a watcher (unregistering it; writers are unaffected). NULL does
+/// nothing. The last event's pointers become invalid.
+///
+/// # Safety
+///
+/// `watcher` is NULL or a live watcher that no other thread is using (not even
+/// `kvfeed_watcher_close`); it must not be used after this call.
+#[no_mangle]
+pub unsafe extern "C" fn kvfeed_watcher_free(watcher: *mut kvfeed_watcher) {
+    guard_void(|| {
+        // SAFETY: NULL or a live handle used by nobody else (caller's contract).
+        unsafe { handle::free(watcher) }
+    })
+}

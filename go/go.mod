@@ -1,0 +1,3 @@
+module github.com/kvfeed/kvfeed/go
+
+go 1.19
