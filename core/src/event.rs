@@ -215,10 +215,14 @@ pub struct ChangeRef<'w, K, V> {
 }
 
 enum RefInner<'w, K, V> {
+    /// A record protected by the guard stored beside it.
     Live {
         node: *const Node<K, V>,
         _guard: Guard<'w>,
     },
+    /// A record protected by a guard that outlives `'w` (batched reads).
+    Guarded(&'w Node<K, V>),
+    /// A snapshot item owned by the watcher.
     Owned(&'w Change<K, V>),
 }
 
@@ -234,6 +238,13 @@ impl<'w, K, V> ChangeRef<'w, K, V> {
         }
     }
 
+    /// A change record protected by a guard the caller holds for `'w`.
+    pub(crate) fn guarded(node: &'w Node<K, V>) -> Self {
+        ChangeRef {
+            inner: RefInner::Guarded(node),
+        }
+    }
+
     pub(crate) fn owned(change: &'w Change<K, V>) -> Self {
         ChangeRef {
             inner: RefInner::Owned(change),
@@ -245,6 +256,7 @@ impl<'w, K, V> ChangeRef<'w, K, V> {
             // SAFETY: the guard stored beside `node` protects it for as long as
             // `self` (and so the returned borrow) lives.
             RefInner::Live { node, .. } => Ok(unsafe { &**node }),
+            RefInner::Guarded(node) => Ok(node),
             RefInner::Owned(c) => Err(c),
         }
     }

@@ -134,6 +134,9 @@ pub(crate) struct Filter<K> {
     keys: Keys<K>,
     predicates: Vec<Predicate<K>>,
     pub(crate) kinds: Kinds,
+    /// No key filter at all: every key matches (the common case, checked
+    /// once here instead of per event).
+    every_key: bool,
 }
 
 /// Few keys are faster to scan than to hash.
@@ -151,20 +154,18 @@ impl<K: Hash + Eq> Filter<K> {
         } else {
             Keys::Many(keys.into_iter().collect())
         };
+        let every_key = matches!(&keys, Keys::Few(v) if v.is_empty()) && predicates.is_empty();
         Filter {
             keys,
             predicates,
             kinds,
+            every_key,
         }
-    }
-
-    fn no_key_filter(&self) -> bool {
-        matches!(&self.keys, Keys::Few(v) if v.is_empty()) && self.predicates.is_empty()
     }
 
     /// Whether events for `key` pass the key filter.
     pub(crate) fn matches_key(&self, key: &K) -> bool {
-        if self.no_key_filter() {
+        if self.every_key {
             return true;
         }
         let listed = match &self.keys {
@@ -177,6 +178,6 @@ impl<K: Hash + Eq> Filter<K> {
     /// Whether an event passes the whole filter.
     #[inline]
     pub(crate) fn matches(&self, key: &K, kind: Kind) -> bool {
-        self.kinds.contains(kind.mask()) && self.matches_key(key)
+        self.kinds.contains(kind.mask()) && (self.every_key || self.matches_key(key))
     }
 }
