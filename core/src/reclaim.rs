@@ -207,8 +207,9 @@ mod imp {
                 if let Some(stamp) = stamp.filter(|&s| s != 0) {
                     assert!(
                         stamp > self.entered_at,
-                        "kvfeed loom collector: loaded {p:p}, retired (#{stamp}) before this \
-                         guard was entered (#{}): a reachable record was retired",
+                        "kvfeed loom collector: loaded {p:p}, which was retirement #{stamp}, \
+                         through a guard entered after {} retirements: a record was retired \
+                         while still reachable",
                         self.entered_at
                     );
                 }

@@ -28,6 +28,9 @@ pub(crate) struct Shared<K, V> {
     /// `Drop` cannot require `K: Hash + Eq`, so the release of the remaining
     /// nodes is captured here, where the bounds are known.
     release_all: fn(&mut Shared<K, V>),
+    /// Values live behind raw pointers (ring slots, cells); this tells the
+    /// compiler the feed owns them, so `Send`/`Sync` follow `V`'s.
+    _values: std::marker::PhantomData<Arc<V>>,
 }
 
 impl<K: Hash + Eq + 'static, V: 'static> Shared<K, V> {
@@ -41,6 +44,7 @@ impl<K: Hash + Eq + 'static, V: 'static> Shared<K, V> {
             handles: AtomicUsize::new(1),
             settings,
             release_all: Self::release_all,
+            _values: std::marker::PhantomData,
         }
     }
 

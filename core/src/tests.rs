@@ -292,3 +292,13 @@ fn dropping_the_last_feed_handle_closes_it_and_watchers_drain() {
         RecvError::Closed
     );
 }
+
+#[test]
+fn handles_are_send_and_sync_where_they_should_be() {
+    fn send_sync<T: Send + Sync>() {}
+    fn send<T: Send>() {}
+    send_sync::<Feed<String, Vec<u8>>>();
+    send::<Watcher<String, Vec<u8>>>();
+    send_sync::<WatchCloser>();
+    send::<Subscription>();
+}
