@@ -24,3 +24,6 @@ bash ffi/run-c-tests.sh
 
 step "Go: go vet, go test -race"
 bash go/run-go-tests.sh
+
+step "benchmarks, quick mode (every workload and peer runs briefly: the code cannot rot; the numbers mean nothing)"
+bash bench/quick.sh
