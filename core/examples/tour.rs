@@ -69,11 +69,11 @@ fn main() {
                     Ok(Event::Change(c)) => {
                         assert!(c.key.starts_with("user/"));
                         if let Some(prev) = last.get(&c.key) {
-                            chained &= c.old.as_deref() == Some(prev);
+                            chained &= c.old.as_ref() == Some(prev);
                         }
                         match c.kind {
                             Kind::Delete => last.remove(&c.key),
-                            _ => last.insert(c.key.clone(), *c.value.unwrap()),
+                            _ => last.insert(c.key.clone(), c.value.unwrap()),
                         };
                         got += 1;
                     }

@@ -4,7 +4,7 @@ use std::fmt;
 
 use crate::node::{Node, NodeKind};
 use crate::reclaim::Guard;
-use crate::sync::{Arc, Ordering};
+use crate::sync::Ordering;
 
 /// The kind of a change.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -92,12 +92,12 @@ pub struct Change<K, V> {
     /// The key.
     pub key: K,
     /// The new value (Create, Update).
-    pub value: Option<Arc<V>>,
+    pub value: Option<V>,
     /// The previous value (Update, Delete).
-    pub old: Option<Arc<V>>,
+    pub old: Option<V>,
 }
 
-impl<K: Clone, V> Clone for Change<K, V> {
+impl<K: Clone, V: Clone> Clone for Change<K, V> {
     fn clone(&self) -> Self {
         Change {
             seq: self.seq,
@@ -109,15 +109,19 @@ impl<K: Clone, V> Clone for Change<K, V> {
     }
 }
 
-impl<K: Clone, V> Change<K, V> {
+impl<K: Clone, V: Clone> Change<K, V> {
     /// Copies a change record out.
-    pub(crate) fn of_node(n: &Node<K, V>) -> Self {
+    ///
+    /// # Safety
+    /// As [`Node::old`]: `n` was found in a ring slot under a guard still held.
+    pub(crate) unsafe fn of_node(n: &Node<K, V>) -> Self {
         Change {
             seq: n.seq.load(Ordering::Relaxed),
             kind: Kind::of(n.kind),
             key: n.key().clone(),
             value: n.value.clone(),
-            old: n.old.clone(),
+            // SAFETY: the caller's guarantee.
+            old: unsafe { n.old() }.cloned(),
         }
     }
 }
@@ -128,8 +132,8 @@ impl<K: fmt::Debug, V: fmt::Debug> fmt::Debug for Change<K, V> {
             .field("seq", &self.seq)
             .field("kind", &self.kind)
             .field("key", &self.key)
-            .field("value", &self.value.as_deref())
-            .field("old", &self.old.as_deref())
+            .field("value", &self.value)
+            .field("old", &self.old)
             .finish()
     }
 }
@@ -149,7 +153,7 @@ pub enum Event<K, V> {
     },
 }
 
-impl<K: Clone, V> Clone for Event<K, V> {
+impl<K: Clone, V: Clone> Clone for Event<K, V> {
     fn clone(&self) -> Self {
         match self {
             Event::Change(c) => Event::Change(c.clone()),
@@ -184,8 +188,8 @@ pub enum EventRef<'w, K, V> {
     },
 }
 
-impl<K: Clone, V> EventRef<'_, K, V> {
-    /// Copies the event out (clones the key and the values' `Arc`s).
+impl<K: Clone, V: Clone> EventRef<'_, K, V> {
+    /// Copies the event out (clones the key and the values).
     pub fn to_owned(&self) -> Event<K, V> {
         match self {
             EventRef::Change(c) => Event::Change(c.to_owned()),
@@ -228,7 +232,8 @@ enum RefInner<'w, K, V> {
 
 impl<'w, K, V> ChangeRef<'w, K, V> {
     /// # Safety
-    /// `node` is a change record (not a skip) that `guard` protects.
+    /// `node` is a change record (not a skip) found in a ring slot under
+    /// `guard`.
     pub(crate) unsafe fn live(node: *const Node<K, V>, guard: Guard<'w>) -> Self {
         ChangeRef {
             inner: RefInner::Live {
@@ -238,8 +243,12 @@ impl<'w, K, V> ChangeRef<'w, K, V> {
         }
     }
 
-    /// A change record protected by a guard the caller holds for `'w`.
-    pub(crate) fn guarded(node: &'w Node<K, V>) -> Self {
+    /// A change record found in a ring slot under a guard the caller holds
+    /// for `'w`.
+    ///
+    /// # Safety
+    /// As stated: found through the ring, under a guard that outlives `'w`.
+    pub(crate) unsafe fn guarded(node: &'w Node<K, V>) -> Self {
         ChangeRef {
             inner: RefInner::Guarded(node),
         }
@@ -288,26 +297,30 @@ impl<'w, K, V> ChangeRef<'w, K, V> {
     /// The new value (Create, Update).
     pub fn value(&self) -> Option<&V> {
         match self.node() {
-            Ok(n) => n.value.as_deref(),
-            Err(c) => c.value.as_deref(),
+            Ok(n) => n.value.as_ref(),
+            Err(c) => c.value.as_ref(),
         }
     }
 
     /// The previous value (Update, Delete).
     pub fn old(&self) -> Option<&V> {
         match self.node() {
-            Ok(n) => n.old.as_deref(),
-            Err(c) => c.old.as_deref(),
+            // SAFETY: a ChangeRef over a node is only made (`live`, `guarded`) for
+            // a node found in a ring slot, under a guard that outlives `self`.
+            Ok(n) => unsafe { n.old() },
+            Err(c) => c.old.as_ref(),
         }
     }
 
-    /// Copies the change out (clones the key and the values' `Arc`s).
+    /// Copies the change out (clones the key and the values).
     pub fn to_owned(&self) -> Change<K, V>
     where
         K: Clone,
+        V: Clone,
     {
         match self.node() {
-            Ok(n) => Change::of_node(n),
+            // SAFETY: as in `old`.
+            Ok(n) => unsafe { Change::of_node(n) },
             Err(c) => (*c).clone(),
         }
     }

@@ -69,7 +69,7 @@ impl<K, V> fmt::Debug for Feed<K, V> {
 impl<K, V> Default for Feed<K, V>
 where
     K: Hash + Eq + Clone + Send + Sync + 'static,
-    V: Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
 {
     fn default() -> Self {
         Self::new()
@@ -79,7 +79,7 @@ where
 impl<K, V> Feed<K, V>
 where
     K: Hash + Eq + Clone + Send + Sync + 'static,
-    V: Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
 {
     /// A feed with the default configuration (a ring of 65,536 events).
     pub fn new() -> Self {
@@ -150,7 +150,7 @@ where
 
     /// Removes `key`, emitting a `Delete` event, and returns the old value;
     /// `Ok(None)` (and no event) when the key was absent.
-    pub fn delete<Q>(&self, key: &Q) -> Result<Option<Arc<V>>, WriteError>
+    pub fn delete<Q>(&self, key: &Q) -> Result<Option<V>, WriteError>
     where
         Q: ?Sized + Hash + Equivalent<K>,
     {
@@ -158,7 +158,7 @@ where
     }
 
     /// Like [`delete`](Feed::delete), also returning the `Delete` event's seq.
-    pub fn delete_seq<Q>(&self, key: &Q) -> Result<Option<(u64, Arc<V>)>, WriteError>
+    pub fn delete_seq<Q>(&self, key: &Q) -> Result<Option<(u64, V)>, WriteError>
     where
         Q: ?Sized + Hash + Equivalent<K>,
     {
@@ -236,7 +236,7 @@ where
     /// let sub = feed.on(WatchOptions::all(), move |ev| { tx.send(ev).unwrap(); });
     /// feed.put("x".into(), 7).unwrap();
     /// let got = rx.recv().unwrap().unwrap();
-    /// assert_eq!(*got.as_change().unwrap().value.as_deref().unwrap(), 7);
+    /// assert_eq!(got.as_change().unwrap().value, Some(7));
     /// drop(sub); // stops and joins the thread
     /// ```
     pub fn on<F>(&self, options: WatchOptions<K>, handler: F) -> Subscription

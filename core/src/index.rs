@@ -16,6 +16,7 @@ use std::hash::Hash;
 use papaya::Equivalent;
 
 use crate::reclaim::Guard;
+#[cfg(kvfeed_loom)]
 use crate::sync::Arc;
 
 /// How many retired records a thread collects before handing them to seize
@@ -34,7 +35,7 @@ type Hasher = foldhash::fast::RandomState;
 
 #[cfg(not(kvfeed_loom))]
 pub(crate) struct Index<K, C> {
-    map: papaya::HashMap<K, Arc<C>, Hasher>,
+    map: papaya::HashMap<K, C, Hasher>,
 }
 
 #[cfg(not(kvfeed_loom))]
@@ -56,7 +57,7 @@ impl<K: Hash + Eq + 'static, C: 'static> Index<K, C> {
     }
 
     #[inline]
-    pub(crate) fn get<'g, Q>(&self, key: &Q, guard: &'g Guard<'_>) -> Option<&'g Arc<C>>
+    pub(crate) fn get<'g, Q>(&self, key: &Q, guard: &'g Guard<'_>) -> Option<&'g C>
     where
         Q: ?Sized + Hash + Equivalent<K>,
     {
@@ -68,9 +69,9 @@ impl<K: Hash + Eq + 'static, C: 'static> Index<K, C> {
     pub(crate) fn insert_if_absent<'g>(
         &self,
         key: K,
-        cell: Arc<C>,
+        cell: C,
         guard: &'g Guard<'_>,
-    ) -> (&'g Arc<C>, bool) {
+    ) -> (&'g C, bool) {
         match self.map.try_insert(key, cell, &guard.0) {
             Ok(c) => (c, true),
             Err(e) => (e.current, false),
@@ -78,13 +79,13 @@ impl<K: Hash + Eq + 'static, C: 'static> Index<K, C> {
     }
 
     /// Removes `key` only while it still maps to `cell`; true when this call removed it.
-    pub(crate) fn remove_if_same<Q>(&self, key: &Q, cell: &Arc<C>, guard: &Guard<'_>) -> bool
+    pub(crate) fn remove_if_same<Q>(&self, key: &Q, cell: &C, guard: &Guard<'_>) -> bool
     where
         Q: ?Sized + Hash + Equivalent<K>,
     {
         matches!(
             self.map
-                .remove_if(key, |_, c| Arc::ptr_eq(c, cell), &guard.0),
+                .remove_if(key, |_, c| std::ptr::eq(c, cell), &guard.0),
             Ok(Some(_))
         )
     }
@@ -92,7 +93,7 @@ impl<K: Hash + Eq + 'static, C: 'static> Index<K, C> {
     /// Calls `f` for every entry present throughout the call (entries inserted
     /// or removed meanwhile may or may not be visited; see papaya's
     /// "Consistency"). Waits for an in-progress resize to finish.
-    pub(crate) fn for_each<'g>(&self, guard: &'g Guard<'_>, mut f: impl FnMut(&'g K, &'g Arc<C>)) {
+    pub(crate) fn for_each<'g>(&self, guard: &'g Guard<'_>, mut f: impl FnMut(&'g K, &'g C)) {
         for (k, c) in self.map.iter(&guard.0) {
             f(k, c)
         }
@@ -139,7 +140,7 @@ impl<K: Hash + Eq + 'static, C: 'static> Index<K, C> {
         unsafe { &*keep }
     }
 
-    pub(crate) fn get<'g, Q>(&self, key: &Q, guard: &'g Guard<'_>) -> Option<&'g Arc<C>>
+    pub(crate) fn get<'g, Q>(&self, key: &Q, guard: &'g Guard<'_>) -> Option<&'g C>
     where
         Q: ?Sized + Hash + Equivalent<K>,
     {
@@ -156,9 +157,10 @@ impl<K: Hash + Eq + 'static, C: 'static> Index<K, C> {
     pub(crate) fn insert_if_absent<'g>(
         &self,
         key: K,
-        cell: Arc<C>,
+        cell: C,
         guard: &'g Guard<'_>,
-    ) -> (&'g Arc<C>, bool) {
+    ) -> (&'g C, bool) {
+        let cell = Arc::new(cell);
         let mut entries = crate::sync::lock(&self.entries);
         if let Some((_, c)) = entries.iter().find(|(k, _)| **k == key) {
             let c = c.clone();
@@ -170,14 +172,14 @@ impl<K: Hash + Eq + 'static, C: 'static> Index<K, C> {
         (self.lend(&cell, guard), true)
     }
 
-    pub(crate) fn remove_if_same<Q>(&self, key: &Q, cell: &Arc<C>, _guard: &Guard<'_>) -> bool
+    pub(crate) fn remove_if_same<Q>(&self, key: &Q, cell: &C, _guard: &Guard<'_>) -> bool
     where
         Q: ?Sized + Hash + Equivalent<K>,
     {
         let mut entries = crate::sync::lock(&self.entries);
         match entries
             .iter()
-            .position(|(k, c)| key.equivalent(&**k) && Arc::ptr_eq(c, cell))
+            .position(|(k, c)| key.equivalent(&**k) && std::ptr::eq(&**c, cell))
         {
             Some(i) => {
                 entries.swap_remove(i);
@@ -187,7 +189,7 @@ impl<K: Hash + Eq + 'static, C: 'static> Index<K, C> {
         }
     }
 
-    pub(crate) fn for_each<'g>(&self, guard: &'g Guard<'_>, mut f: impl FnMut(&'g K, &'g Arc<C>)) {
+    pub(crate) fn for_each<'g>(&self, guard: &'g Guard<'_>, mut f: impl FnMut(&'g K, &'g C)) {
         let all: Vec<(Arc<K>, Arc<C>)> = crate::sync::lock(&self.entries).clone();
         for (k, c) in all {
             let k: &'g K = self.lend(&k, guard);

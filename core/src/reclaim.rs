@@ -38,6 +38,30 @@ mod imp {
             // `seize::reclaim::boxed` frees it as a Box after every guard that could see it.
             unsafe { self.0.defer_retire(ptr, seize::reclaim::boxed) }
         }
+
+        /// Runs `f(ptr)` once no guard alive now can still see what `ptr`
+        /// refers to (a deferred reference-count release).
+        ///
+        /// # Safety
+        /// `f` is sound to call once with `ptr` at that point.
+        #[inline]
+        pub(crate) unsafe fn defer<T>(&self, ptr: *mut T, f: unsafe fn(*mut T, &Collector)) {
+            // SAFETY: seize calls `f` once, after every guard active now has ended.
+            unsafe { self.0.defer_retire(ptr, f) }
+        }
+    }
+
+    pub(crate) use seize::Collector;
+
+    /// Frees `ptr` (a `Box<T>`) through `collector`, from inside a deferred
+    /// function (which has the collector but no guard).
+    ///
+    /// # Safety
+    /// As [`Guard::retire_box`].
+    #[inline]
+    pub(crate) unsafe fn retire_box_in<T>(collector: &Collector, ptr: *mut T) {
+        // SAFETY: the caller's guarantee; seize allows retiring from a reclaimer.
+        unsafe { collector.retire(ptr, seize::reclaim::boxed) }
     }
 }
 
@@ -91,6 +115,8 @@ mod imp {
         /// Address of every retired record (pending or dropped) -> its
         /// retirement number (1-based).
         stamps: HashMap<usize, u64>,
+        /// Deferred functions (`Guard::defer`), run once no guard is alive.
+        actions: Vec<Box<dyn FnOnce(&Collector)>>,
     }
 
     /// Loom stand-in for seize's collector.
@@ -166,6 +192,7 @@ mod imp {
             }
             // No guard is alive: nothing retired can still be held.
             let batch = std::mem::take(&mut books.pending);
+            let actions = std::mem::take(&mut books.actions);
             drop(books);
             for r in &batch {
                 // SAFETY: retired once (checked in `push`), unreachable for
@@ -173,17 +200,43 @@ mod imp {
                 unsafe { (r.drop_value)(r.ptr) }
             }
             self.books().dropped.extend(batch);
+            // Deferred functions may retire more records: those wait for the
+            // next time no guard is alive (or for the collector's drop).
+            for action in actions {
+                action(self);
+            }
+        }
+
+        /// Retires `ptr` with a fresh retirement number.
+        pub(crate) fn retire_stamped<T>(&self, ptr: *mut T) {
+            let stamp = self.retired.fetch_add(1, Ordering::Release) + 1;
+            self.push(ptr, stamp);
         }
     }
 
     impl Drop for Collector {
         fn drop(&mut self) {
-            let books = std::mem::take(&mut *self.books());
-            for r in &books.pending {
-                // SAFETY: retired once, never dropped; no guard is left.
-                unsafe { (r.drop_value)(r.ptr) }
+            // Run deferred functions and drop retired values until neither
+            // produces more (a deferred release may retire a record).
+            loop {
+                let mut books = self.books();
+                let batch = std::mem::take(&mut books.pending);
+                let actions = std::mem::take(&mut books.actions);
+                drop(books);
+                if batch.is_empty() && actions.is_empty() {
+                    break;
+                }
+                for r in &batch {
+                    // SAFETY: retired once, never dropped; no guard is left.
+                    unsafe { (r.drop_value)(r.ptr) }
+                }
+                self.books().dropped.extend(batch);
+                for action in actions {
+                    action(self);
+                }
             }
-            for r in books.pending.iter().chain(&books.dropped) {
+            let books = std::mem::take(&mut *self.books());
+            for r in &books.dropped {
                 // SAFETY: each value was dropped exactly once above or in `exit`.
                 unsafe { (r.free_memory)(r.ptr) }
             }
@@ -220,8 +273,25 @@ mod imp {
         /// # Safety
         /// As the non-loom version: an unreachable Box, retired once.
         pub(crate) unsafe fn retire_box<T>(&self, ptr: *mut T) {
-            let stamp = self.collector.retired.fetch_add(1, Ordering::Release) + 1;
-            self.collector.push(ptr, stamp);
+            self.collector.retire_stamped(ptr);
+        }
+
+        /// Runs `f(ptr)` once no guard is alive.
+        ///
+        /// # Safety
+        /// As the non-loom version.
+        pub(crate) unsafe fn defer<T: 'static>(
+            &self,
+            ptr: *mut T,
+            f: unsafe fn(*mut T, &Collector),
+        ) {
+            self.collector
+                .books()
+                .actions
+                .push(Box::new(move |c: &Collector| {
+                    // SAFETY: the caller's guarantee: sound once no guard is alive.
+                    unsafe { f(ptr, c) }
+                }));
         }
 
         /// Frees a box of the index stand-in's own (never loaded through
@@ -242,6 +312,16 @@ mod imp {
     }
 }
 
+pub(crate) use imp::{Collector, Guard};
+
+/// Retires a `Box<T>` from inside a deferred function (loom stand-in).
+///
+/// # Safety
+/// As `Guard::retire_box`.
 #[cfg(kvfeed_loom)]
-pub(crate) use imp::Collector;
-pub(crate) use imp::Guard;
+pub(crate) unsafe fn retire_box_in<T>(collector: &Collector, ptr: *mut T) {
+    collector.retire_stamped(ptr);
+}
+
+#[cfg(not(kvfeed_loom))]
+pub(crate) use imp::retire_box_in;

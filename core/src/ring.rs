@@ -21,12 +21,14 @@
 //! Orderings: the publishing CAS is `SeqCst` (a `Release` of the node's fields,
 //! and half of the parking handshake in `notify.rs`); readers load with
 //! `Acquire`, which makes the node's fields visible. The overwritten node's
-//! ring reference is dropped by the publisher that replaced it.
+//! ring reference is dropped by the publisher that replaced it, and with it
+//! (deferred past current readers) the node's link to its predecessor, which
+//! ring readers follow for `old`.
 //!
 //! Progress: publishing is lock-free (a CAS loop that fails only when another
 //! publisher of the same slot succeeded); reading is wait-free.
 
-use crate::node::{release, Node};
+use crate::node::{leave_ring, Node};
 use crate::reclaim::Guard;
 use crate::sync::{AtomicPtr, Ordering};
 
@@ -48,6 +50,12 @@ pub(crate) struct Ring<K, V> {
 }
 
 impl<K, V> Ring<K, V> {
+    pub(crate) fn capacity(&self) -> u64 {
+        self.mask + 1
+    }
+}
+
+impl<K: 'static, V: 'static> Ring<K, V> {
     /// A ring of `capacity` slots; `capacity` is a power of two (checked by `Config`).
     pub(crate) fn new(capacity: usize) -> Self {
         debug_assert!(capacity.is_power_of_two());
@@ -57,10 +65,6 @@ impl<K, V> Ring<K, V> {
                 .collect(),
             mask: capacity as u64 - 1,
         }
-    }
-
-    pub(crate) fn capacity(&self) -> u64 {
-        self.mask + 1
     }
 
     #[inline]
@@ -84,7 +88,7 @@ impl<K, V> Ring<K, V> {
                 if held > seq {
                     // Lapped before we published: the event is already overwritten.
                     // SAFETY: we own the ring's reference and give it up.
-                    unsafe { release(node, guard) };
+                    unsafe { leave_ring(node, guard) };
                     return;
                 }
             }
@@ -93,7 +97,7 @@ impl<K, V> Ring<K, V> {
                     if !current.is_null() {
                         // SAFETY: the slot held the ring's reference on `current`;
                         // our CAS removed it from the slot, so that reference is ours.
-                        unsafe { release(current, guard) };
+                        unsafe { leave_ring(current, guard) };
                     }
                     return;
                 }
@@ -133,7 +137,7 @@ impl<K, V> Ring<K, V> {
             let node = slot.swap(std::ptr::null_mut(), Ordering::Relaxed);
             if !node.is_null() {
                 // SAFETY: the slot held the ring's reference; we took it out.
-                unsafe { release(node, guard) };
+                unsafe { leave_ring(node, guard) };
             }
         }
     }

@@ -42,7 +42,7 @@ pub(crate) struct Snapshot<K, V> {
     pub(crate) seen_after_at: HashMap<K, u64>,
 }
 
-impl<K: Hash + Eq + Clone + 'static, V: 'static> Snapshot<K, V> {
+impl<K: Hash + Eq + Clone + 'static, V: Clone + 'static> Snapshot<K, V> {
     /// Scans the live keys matching `filter` while writers keep running.
     pub(crate) fn take(shared: &Shared<K, V>, filter: &Filter<K>) -> Self {
         let at = shared.head();

@@ -26,7 +26,7 @@ impl Subscription {
     pub(crate) fn spawn<K, V, F>(watcher: Watcher<K, V>, mut handler: F) -> Self
     where
         K: Hash + Eq + Clone + Send + Sync + 'static,
-        V: Send + Sync + 'static,
+        V: Clone + Send + Sync + 'static,
         F: FnMut(Result<Event<K, V>, Lagged>) + Send + 'static,
     {
         let closer = watcher.closer();

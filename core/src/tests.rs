@@ -17,6 +17,12 @@ impl Counted {
     }
 }
 
+impl Clone for Counted {
+    fn clone(&self) -> Self {
+        Counted::new(&self.0)
+    }
+}
+
 impl Drop for Counted {
     fn drop(&mut self) {
         self.0.fetch_sub(1, O::SeqCst);
@@ -232,7 +238,7 @@ fn resnapshot_recovers_in_place() {
     for ev in buf {
         match ev {
             Event::Change(c) => {
-                view.insert(c.key, *c.value.unwrap());
+                view.insert(c.key, c.value.unwrap());
             }
             Event::SnapshotDone { at, consistent_at } => {
                 assert_eq!((at, consistent_at), (10, 10));

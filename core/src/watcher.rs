@@ -87,7 +87,7 @@ enum Step<K, V> {
 impl<K, V> Watcher<K, V>
 where
     K: Hash + Eq + Clone + 'static,
-    V: 'static,
+    V: Clone + 'static,
 {
     pub(crate) fn new(shared: Arc<Shared<K, V>>, options: WatchOptions<K>) -> Self {
         let filter = Filter::new(options.keys, options.predicates, options.kinds);
@@ -243,7 +243,7 @@ where
             match step {
                 // SAFETY: `step` found this change record under `guard`, which
                 // lives until the end of this function, past `f`'s borrow.
-                Step::Live(node) => f(EventRef::Change(ChangeRef::guarded(unsafe { &*node }))),
+                Step::Live(node) => f(EventRef::Change(unsafe { ChangeRef::guarded(&*node) })),
                 Step::SnapshotItem => {
                     let item = self.lent.take().expect("just lent");
                     f(EventRef::Change(ChangeRef::owned(&item)));
@@ -400,7 +400,7 @@ where
 impl<K, V> Iterator for Watcher<K, V>
 where
     K: Hash + Eq + Clone + 'static,
-    V: 'static,
+    V: Clone + 'static,
 {
     type Item = Result<Event<K, V>, Lagged>;
 
@@ -440,7 +440,7 @@ impl WatchCloser {
 impl<K, V> futures_core::Stream for Watcher<K, V>
 where
     K: Hash + Eq + Clone + 'static,
-    V: 'static,
+    V: Clone + 'static,
 {
     type Item = Result<Event<K, V>, Lagged>;
 

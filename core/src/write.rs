@@ -2,18 +2,20 @@
 //!
 //! ## Protocol
 //!
-//! Every key lives in a [`Cell`] whose `current` points to the key's latest
-//! [`Node`]. A node is installed *pending* (seq 0) and gets its number after.
-//! For one key:
+//! Every key lives in a [`Cell`], stored inline in its index entry, whose
+//! `current` points to the key's latest [`Node`]. A node is installed
+//! *pending* (seq 0) and gets its number after. For one key:
 //!
 //! 1. A writer loads `current` (`Acquire`). If that node is still pending, it
 //!    first gives it a number ([`Shared::assign_seq`]: `fetch_add` on
 //!    `next_seq`, then a CAS of the node's seq from 0; a lost CAS turns the
 //!    claimed number into a skip marker).
 //! 2. It decides against that node (suppression, expected version, absent
-//!    key), builds its own node with `old` = that node's value, and CASes
-//!    `current` from that node to its own (`AcqRel`). A failed CAS retries
-//!    from 1.
+//!    key), points its own node's `prev` at it (the event's `old` is
+//!    `prev`'s value), and CASes `current` from that node to its own
+//!    (`AcqRel`). The cell's reference on the replaced node becomes the new
+//!    node's `prev` link (see `node.rs`). A failed CAS retries from 1 with
+//!    the same node: a put allocates once, however often it retries.
 //! 3. It claims a number for its own node the same way (unless a helper got
 //!    there first) and publishes it in the ring.
 //!
@@ -32,8 +34,9 @@
 //! `remove_if` wins drops the cell's reference on the tombstone), and a later
 //! put creates a fresh cell. Sealing is what makes removal from the index safe
 //! without a lock: a writer holding the old cell can never install into it.
-//! The sealed cell and its tombstone are freed once the ring has moved past
-//! the delete (guarantee 7: a churn of unique keys runs in flat memory).
+//! The index entry (and the cell in it) is freed by papaya once no guard can
+//! see it; the tombstone once the ring has moved past the delete (guarantee
+//! 7: a churn of unique keys runs in flat memory).
 //!
 //! ## Progress
 //!
@@ -54,7 +57,7 @@ use crate::error::{CasError, WriteError};
 use crate::node::{release, Cell, Node, NodeKind};
 use crate::reclaim::Guard;
 use crate::shared::Shared;
-use crate::sync::{Arc, AtomicPtr, Ordering};
+use crate::sync::{AtomicPtr, Ordering};
 
 /// What a put-like write should do when the key is present.
 #[derive(Clone, Copy)]
@@ -78,7 +81,7 @@ fn check_limit<T>(what: &'static str, limit: &Option<Limit<T>>, x: &T) -> Result
 
 /// A key's live cell and its current node, already numbered.
 pub(crate) struct Live<'g, K, V> {
-    cell: &'g Arc<Cell<K, V>>,
+    cell: &'g Cell<K, V>,
     node: &'g Node<K, V>,
     version: u64,
 }
@@ -123,13 +126,8 @@ impl<K: Hash + Eq + Clone + 'static, V: 'static> Shared<K, V> {
 
     /// Removes a sealed cell from the index; the winner drops the cell's
     /// reference on its tombstone.
-    fn unlink<Q>(
-        &self,
-        key: &Q,
-        cell: &Arc<Cell<K, V>>,
-        tombstone: *mut Node<K, V>,
-        guard: &Guard<'_>,
-    ) where
+    fn unlink<Q>(&self, key: &Q, cell: &Cell<K, V>, tombstone: *mut Node<K, V>, guard: &Guard<'_>)
+    where
         Q: ?Sized + Hash + Equivalent<K>,
     {
         if self.index.remove_if_same(key, cell, guard) {
@@ -139,31 +137,33 @@ impl<K: Hash + Eq + Clone + 'static, V: 'static> Shared<K, V> {
         }
     }
 
-    /// Replaces `current` (numbered, live) by `node` in `cell`. On success
-    /// the new node is numbered and published and its seq returned; on
-    /// failure the node is handed back.
+    /// Installs `node` in place of `current` (numbered, live) in `cell`. On
+    /// success the cell's reference on `current` becomes `node`'s `prev`
+    /// link, and `node` is numbered and published: its seq is returned. On
+    /// failure the node is handed back, unshared.
     fn replace(
         &self,
         cell: &Cell<K, V>,
         current: &Node<K, V>,
-        node: Box<Node<K, V>>,
+        mut node: Box<Node<K, V>>,
         guard: &Guard<'_>,
     ) -> Result<u64, Box<Node<K, V>>> {
         let current = current as *const Node<K, V> as *mut Node<K, V>;
+        node.prev = current;
         let node = Box::into_raw(node);
         match cell
             .current
             .compare_exchange(current, node, Ordering::AcqRel, Ordering::Acquire)
         {
-            Ok(_) => {
-                // SAFETY: the cell's reference on `current` ended with our CAS.
-                unsafe { release(current, guard) };
-                // SAFETY: `node` is installed and protected (we hold it; it cannot be
-                // retired before the ring's reference, which is still unclaimed, goes).
-                Ok(unsafe { self.assign_seq(node, guard) })
+            // SAFETY: `node` is installed; we entered `guard` before sharing it,
+            // so it cannot be freed under us while we number it.
+            Ok(_) => Ok(unsafe { self.assign_seq(node, guard) }),
+            Err(_) => {
+                // SAFETY: the CAS failed, so `node` was never shared: the box is ours.
+                let mut node = unsafe { Box::from_raw(node) };
+                node.prev = std::ptr::null_mut();
+                Err(node)
             }
-            // SAFETY: the CAS failed, so `node` was never shared: we still own the box.
-            Err(_) => Err(unsafe { Box::from_raw(node) }),
         }
     }
 
@@ -172,37 +172,34 @@ impl<K: Hash + Eq + Clone + 'static, V: 'static> Shared<K, V> {
     pub(crate) fn put(&self, key: K, value: V, expect: Expect) -> Result<u64, CasError> {
         self.check_open()?;
         self.check_sizes(&key, &value)?;
-        let value = Arc::new(value);
         let guard = self.index.guard();
+        // The one allocation of a put: key and value move into the record.
+        let mut node = Box::new(Node::change(NodeKind::Update, key, Some(value)));
         loop {
-            match self.live_cell(&key, &guard) {
+            match self.live_cell(node.key(), &guard) {
                 Some(Live {
                     cell,
                     node: current,
                     version,
                 }) => {
-                    match expect {
-                        Expect::Version(v) if v != version => {
+                    if let Expect::Version(v) = expect {
+                        if v != version {
                             return Err(CasError::Conflict {
                                 current_version: version,
-                            })
+                            });
                         }
-                        _ => {}
                     }
-                    if let (Some(same), Some(now)) = (self.settings.same_value, &current.value) {
-                        if same(now, &value) {
+                    if let (Some(same), Some(now), Some(new)) =
+                        (self.settings.same_value, &current.value, &node.value)
+                    {
+                        if same(now, new) {
                             return Ok(version);
                         }
                     }
-                    let node = Box::new(Node::change(
-                        NodeKind::Update,
-                        cell.clone(),
-                        Some(value.clone()),
-                        current.value.clone(),
-                    ));
+                    node.kind = NodeKind::Update;
                     match self.replace(cell, current, node, &guard) {
                         Ok(seq) => return Ok(seq),
-                        Err(_lost) => continue,
+                        Err(lost) => node = lost,
                     }
                 }
                 None => {
@@ -211,39 +208,37 @@ impl<K: Hash + Eq + Clone + 'static, V: 'static> Shared<K, V> {
                             return Err(CasError::Conflict { current_version: 0 });
                         }
                     }
-                    let cell = Arc::new(Cell {
-                        key: key.clone(),
-                        current: AtomicPtr::new(std::ptr::null_mut()),
-                    });
-                    let node = Box::into_raw(Box::new(Node::change(
-                        NodeKind::Create,
-                        cell.clone(),
-                        Some(value.clone()),
-                        None,
-                    )));
-                    cell.current.store(node, Ordering::Relaxed);
-                    // The index insert publishes the cell (and the node through it).
-                    let (_, inserted) = self.index.insert_if_absent(key.clone(), cell, &guard);
+                    node.kind = NodeKind::Create;
+                    let index_key = node.key().clone();
+                    let raw = Box::into_raw(node);
+                    // The index insert publishes the cell, and the node through it.
+                    let cell = Cell {
+                        current: AtomicPtr::new(raw),
+                    };
+                    let (_, inserted) = self.index.insert_if_absent(index_key, cell, &guard);
                     if inserted {
-                        // SAFETY: installed (the cell is in the index) and live: its
-                        // references (cell, ring) are both still held.
-                        return Ok(unsafe { self.assign_seq(node, &guard) });
+                        // SAFETY: installed (its cell is in the index); we entered
+                        // `guard` before sharing it, so it cannot be freed under us.
+                        return Ok(unsafe { self.assign_seq(raw, &guard) });
                     }
-                    // SAFETY: the cell lost the race and was dropped unshared, so
-                    // nobody else ever saw `node`.
-                    drop(unsafe { Box::from_raw(node) });
+                    // SAFETY: our cell lost the race and was dropped unshared, so
+                    // nobody else ever saw the node: the box is ours again.
+                    node = unsafe { Box::from_raw(raw) };
                 }
             }
         }
     }
 
-    /// Deletes `key`; None when it was absent (nothing emitted).
-    pub(crate) fn delete<Q>(&self, key: &Q) -> Result<Option<(u64, Arc<V>)>, WriteError>
+    /// Deletes `key`; None when it was absent (nothing emitted). Returns the
+    /// Delete's seq and the old value.
+    pub(crate) fn delete<Q>(&self, key: &Q) -> Result<Option<(u64, V)>, WriteError>
     where
         Q: ?Sized + Hash + Equivalent<K>,
+        V: Clone,
     {
         self.check_open()?;
         let guard = self.index.guard();
+        let mut tombstone: Option<Box<Node<K, V>>> = None;
         loop {
             let Some(Live {
                 cell,
@@ -253,20 +248,18 @@ impl<K: Hash + Eq + Clone + 'static, V: 'static> Shared<K, V> {
             else {
                 return Ok(None);
             };
-            let old = current
-                .value
-                .clone()
-                .expect("a live node always carries a value");
-            let node = Box::new(Node::change(
-                NodeKind::Delete,
-                cell.clone(),
-                None,
-                Some(old.clone()),
-            ));
-            if let Ok(seq) = self.replace(cell, current, node, &guard) {
-                let tombstone = guard.protect(&cell.current, Ordering::Acquire);
-                self.unlink(key, cell, tombstone, &guard);
-                return Ok(Some((seq, old)));
+            let node = match tombstone.take() {
+                Some(node) => node,
+                None => Box::new(Node::change(NodeKind::Delete, current.key().clone(), None)),
+            };
+            let old = current.value.clone().expect("a live node carries a value");
+            match self.replace(cell, current, node, &guard) {
+                Ok(seq) => {
+                    let sealed = guard.protect(&cell.current, Ordering::Acquire);
+                    self.unlink(key, cell, sealed, &guard);
+                    return Ok(Some((seq, old)));
+                }
+                Err(lost) => tombstone = Some(lost),
             }
         }
     }
@@ -287,6 +280,6 @@ impl<K: Hash + Eq + Clone + 'static, V: 'static> Shared<K, V> {
         // SAFETY: installed and protected. A pending node is helped to its number
         // so `get` always reports the version of an event watchers will see.
         let version = unsafe { self.assign_seq(current, &guard) };
-        Some(f(node.value.as_deref()?, version))
+        Some(f(node.value.as_ref()?, version))
     }
 }

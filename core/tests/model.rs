@@ -402,11 +402,9 @@ impl Model {
         let r: Result<Option<(Option<u64>, S)>, WriteError> = if with_seq {
             self.feed
                 .delete_seq(key)
-                .map(|o| o.map(|(s, v)| (Some(s), (*v).clone())))
+                .map(|o| o.map(|(s, v)| (Some(s), v)))
         } else {
-            self.feed
-                .delete(key)
-                .map(|o| o.map(|v| (None, (*v).clone())))
+            self.feed.delete(key).map(|o| o.map(|v| (None, v)))
         };
         if self.closed {
             assert_eq!(r, Err(WriteError::Closed), "delete after close");

@@ -158,11 +158,7 @@ fn writer(
                 Done::Put { key, value, seq }
             }
             45..=64 => match feed.delete_seq(&key).expect("delete") {
-                Some((seq, old)) => Done::Del {
-                    key,
-                    seq,
-                    old: (*old).clone(),
-                },
+                Some((seq, old)) => Done::Del { key, seq, old },
                 None => Done::DelAbsent,
             },
             65..=92 => {

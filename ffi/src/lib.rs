@@ -1,6 +1,6 @@
 //! The C ABI of kvfeed.
 //!
-//! This crate wraps [`kvfeed::Feed`] over byte strings (`Feed<Arc<[u8]>, Box<[u8]>>`)
+//! This crate wraps [`kvfeed::Feed`] over byte strings (`Feed<Arc<[u8]>, Arc<[u8]>>`)
 //! behind opaque handles and plain `#[repr(C)]` structs. `cbindgen` 0.29.4
 //! turns it into `include/kvfeed.h` (see `ffi/cbindgen.toml` and
 //! `ffi/check-header.sh`); the header's preamble states the ownership,
@@ -138,5 +138,6 @@ pub extern "C" fn kvfeed_test_panic() -> kvfeed_status {
 pub(crate) type ByteFeed = kvfeed::Feed<Key, Val>;
 /// Keys are shared (an event and the map hold the same allocation).
 pub(crate) type Key = std::sync::Arc<[u8]>;
-/// Values; the core wraps each in an `Arc` of its own.
-pub(crate) type Val = Box<[u8]>;
+/// Values, shared like keys: the core stores them inline in the event record,
+/// and an event copied out for C clones the `Arc`, not the bytes.
+pub(crate) type Val = std::sync::Arc<[u8]>;

@@ -148,8 +148,8 @@ impl kvfeed_event {
     };
 
     fn of_change(c: &Change<Key, Val>) -> Self {
-        let value = c.value.as_deref().map(|v| &v[..]);
-        let old = c.old.as_deref().map(|v| &v[..]);
+        let value = c.value.as_deref();
+        let old = c.old.as_deref();
         kvfeed_event {
             seq: c.seq,
             kind: match c.kind {

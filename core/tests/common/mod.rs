@@ -84,8 +84,8 @@ impl<K: Clone, V: Clone> Ev<K, V> {
             seq: c.seq,
             kind: EvKind::from_kind(c.kind),
             key: c.key.clone(),
-            value: c.value.as_deref().cloned(),
-            old: c.old.as_deref().cloned(),
+            value: c.value.clone(),
+            old: c.old.clone(),
         }
     }
 }
