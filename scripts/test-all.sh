@@ -27,3 +27,6 @@ bash go/run-go-tests.sh
 
 step "benchmarks, quick mode (every workload and peer runs briefly: the code cannot rot; the numbers mean nothing)"
 bash bench/quick.sh
+
+step "loom models of the concurrency protocols (loom-tests/run.sh)"
+bash loom-tests/run.sh

@@ -74,9 +74,10 @@ mod imp {
     //! ended: reclamation does happen while the models run, on whichever
     //! thread ends the last guard. Each retirement is a loom `fetch_add`
     //! (`Release`) on `retired` and each guard entry a loom `fetch_add(0)`
-    //! (`Acquire`), which reads the newest count: so a guard entered after a
-    //! retirement happens-after it, as seize's fences ensure, and a load
-    //! through that guard cannot legitimately return the retired pointer.
+    //! (`Acquire`), which reads the newest count (skipped when the thread
+    //! already synchronized with every retirement so far): so a guard entered
+    //! after a retirement happens-after it, as seize's fences ensure, and a
+    //! load through that guard cannot legitimately return the retired pointer.
     //!
     //! What it checks (panicking, so loom reports the interleaving):
     //! * `protect` never returns a record retired before the guard was
@@ -117,6 +118,10 @@ mod imp {
         stamps: HashMap<usize, u64>,
         /// Deferred functions (`Guard::defer`), run once no guard is alive.
         actions: Vec<Box<dyn FnOnce(&Collector)>>,
+        /// Retirements so far (the value of `Collector::retired`).
+        total: u64,
+        /// Per loom thread: the count its last guard entry synchronized with.
+        synced: HashMap<loom::thread::ThreadId, u64>,
     }
 
     /// Loom stand-in for seize's collector.
@@ -146,10 +151,26 @@ mod imp {
         }
 
         pub(crate) fn enter(&self) -> Guard<'_> {
-            self.books().active += 1;
+            let me = loom::thread::current().id();
+            let (total, synced) = {
+                let mut books = self.books();
+                books.active += 1;
+                (books.total, books.synced.get(&me).copied())
+            };
             // An RMW reads the newest value: this guard happens-after every
-            // retirement so far, and knows how many there were.
-            let entered_at = self.retired.fetch_add(0, Ordering::Acquire);
+            // retirement so far, and knows how many there were. When nothing
+            // was retired since this thread's last such RMW, that RMW already
+            // ordered every retirement before this guard: skipping a new one
+            // keeps a watcher's re-check loop from being a chain of loom
+            // operations that conflict with every retirement (which made the
+            // parking models explore millions of equivalent executions).
+            let entered_at = if synced == Some(total) {
+                total
+            } else {
+                let seen = self.retired.fetch_add(0, Ordering::Acquire);
+                self.books().synced.insert(me, seen);
+                seen
+            };
             Guard {
                 collector: self,
                 entered_at,
@@ -210,6 +231,10 @@ mod imp {
         /// Retires `ptr` with a fresh retirement number.
         pub(crate) fn retire_stamped<T>(&self, ptr: *mut T) {
             let stamp = self.retired.fetch_add(1, Ordering::Release) + 1;
+            {
+                let mut books = self.books();
+                books.total = books.total.max(stamp);
+            }
             self.push(ptr, stamp);
         }
     }

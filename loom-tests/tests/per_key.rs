@@ -1,0 +1,332 @@
+//! Model 3: per-key order (`core/src/write.rs`, `shared.rs::assign_seq`).
+//!
+//! Writers to one key race on its cell: a writer that finds the current node
+//! still pending numbers it first (helping), and a claimer that loses the
+//! node's seq CAS publishes its number as a skip marker. Each model then reads
+//! the whole log with a fresh watcher from seq 1 (`full_log`: the cursor must
+//! reach the head, so every seq up to it was an event or a skip marker: no
+//! gap) and replays it per key (`replay`: `old` chains to the previous event's
+//! `value`, Create only when absent), and checks it against what the writers
+//! were told and against `get`.
+#![cfg(kvfeed_loom)]
+
+use kvfeed::{CasError, Kind};
+use loom::thread;
+use loom_tests::{feed, full_log, map_state, model, replay, Drops, Rec, State, Val};
+
+/// The event carrying value `v` (as its new value), if any.
+fn event_of(log: &[Rec], v: usize) -> Option<&Rec> {
+    log.iter()
+        .find(|r| matches!(r, Rec::Change { value: Some(x), .. } if *x == v))
+}
+
+/// Model 3a — put / put on one key.
+///
+/// Property: key 0 exists (seq 1, value 0); writers A and B put values 1 and
+/// 2. The log has no gap (skip markers fill every given-up seq), seq order is
+/// the map's apply order (`old` chains: Create 0, then Update 1 and Update 2
+/// in one order or the other), each writer's returned seq is its event's seq,
+/// and `get` returns the last event's value and version.
+///
+/// Bound: 2 writers + main; preemption bound 3; ring of 8 (the whole log,
+/// skip markers included, fits).
+#[test]
+fn put_put_same_key() {
+    model("put_put_same_key", 3, || {
+        let drops = Drops::new(3);
+        let feed = feed(8);
+        feed.put(0, Val::new(0, &drops)).unwrap();
+        let hs: Vec<_> = (1..=2usize)
+            .map(|v| {
+                let (f, d) = (feed.clone(), drops.clone());
+                thread::spawn(move || f.put(0, Val::new(v, &d)).unwrap())
+            })
+            .collect();
+        let seqs: Vec<u64> = hs.into_iter().map(|h| h.join().unwrap()).collect();
+
+        let log = full_log(&feed);
+        assert_eq!(log.len(), 3, "three events: {log:?}");
+        let end = replay(State::new(), &log);
+        for (i, &seq) in seqs.iter().enumerate() {
+            let ev = event_of(&log, i + 1).expect("each put has its event");
+            assert_eq!(ev.seq(), Some(seq), "returned seq != event seq: {log:?}");
+            assert!(matches!(
+                ev,
+                Rec::Change {
+                    kind: Kind::Update,
+                    ..
+                }
+            ));
+        }
+        assert_eq!(
+            map_state(&feed, 1),
+            end,
+            "get disagrees with the log: {log:?}"
+        );
+
+        drop(feed);
+        drops.assert_all_dropped();
+    });
+}
+
+/// Model 3b — put / delete on one key.
+///
+/// Property: key 0 exists (seq 1, value 0); writer A puts value 1 while
+/// writer B deletes the key (sealing its cell; a later put makes a new cell).
+/// Either order is fine, but the log must say which: Update 1 then Delete
+/// (old 1), or Delete (old 0) then Create 1 in the new cell. The delete's
+/// returned seq and old value are its event's; the put's returned seq is its
+/// event's; no gap; `get` agrees with the log's end.
+///
+/// Bound: 2 writers + main; preemption bound 3; ring of 8.
+#[test]
+fn put_delete_same_key() {
+    model("put_delete_same_key", 3, || {
+        let drops = Drops::new(2);
+        let feed = feed(8);
+        feed.put(0, Val::new(0, &drops)).unwrap();
+        let a = {
+            let (f, d) = (feed.clone(), drops.clone());
+            thread::spawn(move || f.put(0, Val::new(1, &d)).unwrap())
+        };
+        let b = {
+            let f = feed.clone();
+            thread::spawn(move || {
+                let (seq, old) = f.delete_seq(&0).unwrap().expect("key 0 is present");
+                (seq, old.read())
+            })
+        };
+        let put_seq = a.join().unwrap();
+        let (del_seq, del_old) = b.join().unwrap();
+
+        let log = full_log(&feed);
+        assert_eq!(log.len(), 3, "three events: {log:?}");
+        let end = replay(State::new(), &log);
+        assert_eq!(
+            event_of(&log, 1).and_then(Rec::seq),
+            Some(put_seq),
+            "{log:?}"
+        );
+        let del = log
+            .iter()
+            .find(|r| {
+                matches!(
+                    r,
+                    Rec::Change {
+                        kind: Kind::Delete,
+                        ..
+                    }
+                )
+            })
+            .expect("a Delete event");
+        assert!(
+            matches!(del, Rec::Change { seq, old: Some(o), .. } if *seq == del_seq && *o == del_old),
+            "delete returned ({del_seq}, {del_old}), log: {log:?}"
+        );
+        assert_eq!(
+            map_state(&feed, 1),
+            end,
+            "get disagrees with the log: {log:?}"
+        );
+
+        drop(feed);
+        drops.assert_all_dropped();
+    });
+}
+
+/// Model 3c — compare_and_put / compare_and_put / put on one key (3 writers).
+///
+/// Property: key 0 exists at version 1 (value 0). A and B both
+/// `compare_and_put(0, 1, ..)` (values 1 and 2) while C puts value 3. At most
+/// one CAS succeeds, and only on version 1: its event's `old` is value 0 and
+/// the previous event for the key is seq 1. A failed CAS reports a version
+/// that the key really had (the seq of a Create/Update of key 0 in the log,
+/// other than 1). No gap, `old` chains, returned seqs are the events' seqs,
+/// `get` agrees.
+///
+/// Bound: 3 writers + main; preemption bound 3; ring of 8.
+#[test]
+fn cas_cas_put_same_key() {
+    model("cas_cas_put_same_key", 3, || {
+        let drops = Drops::new(4);
+        let feed = feed(8);
+        assert_eq!(feed.put(0, Val::new(0, &drops)).unwrap(), 1);
+        let cas: Vec<_> = (1..=2usize)
+            .map(|v| {
+                let (f, d) = (feed.clone(), drops.clone());
+                thread::spawn(move || f.compare_and_put(0, 1, Val::new(v, &d)))
+            })
+            .collect();
+        let c = {
+            let (f, d) = (feed.clone(), drops.clone());
+            thread::spawn(move || f.put(0, Val::new(3, &d)).unwrap())
+        };
+        let results: Vec<Result<u64, CasError>> =
+            cas.into_iter().map(|h| h.join().unwrap()).collect();
+        let put_seq = c.join().unwrap();
+
+        let log = full_log(&feed);
+        let end = replay(State::new(), &log);
+        assert_eq!(
+            event_of(&log, 3).and_then(Rec::seq),
+            Some(put_seq),
+            "{log:?}"
+        );
+        assert!(
+            results.iter().filter(|r| r.is_ok()).count() <= 1,
+            "{results:?}"
+        );
+        for (i, r) in results.iter().enumerate() {
+            let v = i + 1;
+            match r {
+                Ok(seq) => {
+                    let pos = log
+                        .iter()
+                        .position(|e| e.seq() == Some(*seq))
+                        .expect("its event");
+                    assert_eq!(
+                        log[pos - 1].seq(),
+                        Some(1),
+                        "CAS applied on another version: {log:?}"
+                    );
+                    assert!(
+                        matches!(log[pos], Rec::Change { value: Some(x), old: Some(0), .. } if x == v),
+                        "{log:?}"
+                    );
+                }
+                Err(CasError::Conflict { current_version }) => {
+                    assert!(event_of(&log, v).is_none(), "failed CAS emitted: {log:?}");
+                    assert!(
+                        *current_version != 1
+                            && log.iter().any(|e| matches!(e,
+                                Rec::Change { seq, key: 0, kind: Kind::Create | Kind::Update, .. }
+                                    if seq == current_version)),
+                        "conflict reports a version the key never had: {r:?}, {log:?}"
+                    );
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert_eq!(
+            map_state(&feed, 1),
+            end,
+            "get disagrees with the log: {log:?}"
+        );
+
+        drop(feed);
+        drops.assert_all_dropped();
+    });
+}
+
+/// Model 3d — two creators of one absent key (`put` vs `compare_and_put(k,
+/// 0, ..)`, "only if absent").
+///
+/// Property: both race to insert a cell for key 0; one cell wins the index,
+/// the loser's node is dropped unshared and it retries on the winner's cell.
+/// So the log is Create then Update (put after the CAS), or Create alone with
+/// the CAS failing on the put's version; never two Creates, no gap, `old`
+/// chains, `get` agrees.
+///
+/// Bound: 2 writers + main; preemption bound 3; ring of 8.
+#[test]
+fn create_create_same_key() {
+    model("create_create_same_key", 3, || {
+        let drops = Drops::new(2);
+        let feed = feed(8);
+        let a = {
+            let (f, d) = (feed.clone(), drops.clone());
+            thread::spawn(move || f.put(0, Val::new(0, &d)).unwrap())
+        };
+        let b = {
+            let (f, d) = (feed.clone(), drops.clone());
+            thread::spawn(move || f.compare_and_put(0, 0, Val::new(1, &d)))
+        };
+        let put_seq = a.join().unwrap();
+        let cas = b.join().unwrap();
+
+        let log = full_log(&feed);
+        let end = replay(State::new(), &log);
+        assert_eq!(
+            event_of(&log, 0).and_then(Rec::seq),
+            Some(put_seq),
+            "{log:?}"
+        );
+        match cas {
+            Ok(seq) => {
+                assert_eq!(log.len(), 2, "{log:?}");
+                assert!(
+                    matches!(log[0], Rec::Change { seq: s, kind: Kind::Create, value: Some(1), .. } if s == seq),
+                    "the successful CAS created the key: {log:?}"
+                );
+            }
+            Err(CasError::Conflict { current_version }) => {
+                assert_eq!(current_version, put_seq, "{log:?}");
+                assert_eq!(log.len(), 1, "{log:?}");
+            }
+            Err(e) => panic!("{e}"),
+        }
+        assert_eq!(
+            map_state(&feed, 1),
+            end,
+            "get disagrees with the log: {log:?}"
+        );
+
+        drop(feed);
+        drops.assert_all_dropped();
+    });
+}
+
+/// Model 3e — `get` helps a pending write.
+///
+/// Property: key 0 exists (seq 1, value 0); a writer puts value 1 while a
+/// reader calls `get_with` twice. `get` numbers a pending node itself
+/// (helping), so it reports the version of an event watchers will see:
+/// every `get` returns (0, 1) or (1, the put's seq), the second never older
+/// than the first, and the writer's lost claim (if `get` numbered its node
+/// first) is a skip marker: no gap.
+///
+/// Bound: writer + reader + main; preemption bound 3; ring of 8.
+#[test]
+fn get_helps_pending_write() {
+    model("get_helps_pending_write", 3, || {
+        let drops = Drops::new(2);
+        let feed = feed(8);
+        feed.put(0, Val::new(0, &drops)).unwrap();
+        let reader = {
+            let f = feed.clone();
+            thread::spawn(move || {
+                let first = f.get_with(&0, |v, ver| (v.read(), ver)).expect("present");
+                let second = f.get_with(&0, |v, ver| (v.read(), ver)).expect("present");
+                (first, second)
+            })
+        };
+        let put_seq = {
+            let (f, d) = (feed.clone(), drops.clone());
+            thread::spawn(move || f.put(0, Val::new(1, &d)).unwrap())
+        }
+        .join()
+        .unwrap();
+        let (first, second) = reader.join().unwrap();
+
+        let log = full_log(&feed);
+        replay(State::new(), &log);
+        for got in [first, second] {
+            assert!(
+                got == (0, 1) || got == (1, put_seq),
+                "get returned {got:?}, log {log:?}"
+            );
+        }
+        assert!(
+            first.1 <= second.1,
+            "get went back in time: {first:?} then {second:?}"
+        );
+        assert_eq!(
+            event_of(&log, 1).and_then(Rec::seq),
+            Some(put_seq),
+            "{log:?}"
+        );
+
+        drop(feed);
+        drops.assert_all_dropped();
+    });
+}
