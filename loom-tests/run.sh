@@ -20,7 +20,7 @@
 #   ...) is passed to loom as usual; see loom's docs for replaying a failure.
 #
 # Each model prints "loom model NAME: N executions, preemption bound B, T".
-# The whole suite takes about 2 minutes on 2 cores (see loom-tests/README.md).
+# The models take under a minute in all once built (see loom-tests/README.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -105,6 +105,9 @@ mod imp {
         free_memory: unsafe fn(*mut ()),
     }
 
+    /// A deferred function (`Guard::defer`).
+    type Action = Box<dyn FnOnce(&Collector)>;
+
     #[derive(Default)]
     struct Books {
         /// Guards alive.
@@ -117,7 +120,7 @@ mod imp {
         /// retirement number (1-based).
         stamps: HashMap<usize, u64>,
         /// Deferred functions (`Guard::defer`), run once no guard is alive.
-        actions: Vec<Box<dyn FnOnce(&Collector)>>,
+        actions: Vec<Action>,
         /// Retirements so far (the value of `Collector::retired`).
         total: u64,
         /// Per loom thread: the count its last guard entry synchronized with.

@@ -83,6 +83,9 @@ fn check_limit<T>(what: &'static str, limit: &Option<Limit<T>>, x: &T) -> Result
 pub(crate) struct Live<'g, K, V> {
     cell: &'g Cell<K, V>,
     node: &'g Node<K, V>,
+    /// `node` as loaded (keeps the allocation's provenance for `prev`, which
+    /// may later free it as a `Box`).
+    ptr: *mut Node<K, V>,
     version: u64,
 }
 
@@ -117,6 +120,7 @@ impl<K: Hash + Eq + Clone + 'static, V: 'static> Shared<K, V> {
                 return Some(Live {
                     cell,
                     node,
+                    ptr: current,
                     version: seq,
                 });
             }
@@ -144,11 +148,10 @@ impl<K: Hash + Eq + Clone + 'static, V: 'static> Shared<K, V> {
     fn replace(
         &self,
         cell: &Cell<K, V>,
-        current: &Node<K, V>,
+        current: *mut Node<K, V>,
         mut node: Box<Node<K, V>>,
         guard: &Guard<'_>,
     ) -> Result<u64, Box<Node<K, V>>> {
-        let current = current as *const Node<K, V> as *mut Node<K, V>;
         node.prev = current;
         let node = Box::into_raw(node);
         match cell
@@ -180,6 +183,7 @@ impl<K: Hash + Eq + Clone + 'static, V: 'static> Shared<K, V> {
                 Some(Live {
                     cell,
                     node: current,
+                    ptr,
                     version,
                 }) => {
                     if let Expect::Version(v) = expect {
@@ -197,7 +201,7 @@ impl<K: Hash + Eq + Clone + 'static, V: 'static> Shared<K, V> {
                         }
                     }
                     node.kind = NodeKind::Update;
-                    match self.replace(cell, current, node, &guard) {
+                    match self.replace(cell, ptr, node, &guard) {
                         Ok(seq) => return Ok(seq),
                         Err(lost) => node = lost,
                     }
@@ -243,6 +247,7 @@ impl<K: Hash + Eq + Clone + 'static, V: 'static> Shared<K, V> {
             let Some(Live {
                 cell,
                 node: current,
+                ptr,
                 ..
             }) = self.live_cell(key, &guard)
             else {
@@ -253,7 +258,7 @@ impl<K: Hash + Eq + Clone + 'static, V: 'static> Shared<K, V> {
                 None => Box::new(Node::change(NodeKind::Delete, current.key().clone(), None)),
             };
             let old = current.value.clone().expect("a live node carries a value");
-            match self.replace(cell, current, node, &guard) {
+            match self.replace(cell, ptr, node, &guard) {
                 Ok(seq) => {
                     let sealed = guard.protect(&cell.current, Ordering::Acquire);
                     self.unlink(key, cell, sealed, &guard);

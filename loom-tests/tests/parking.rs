@@ -13,17 +13,13 @@ use loom_tests::{feed, model_with, recv, Drops, Rec, TestFeed, Val};
 
 const LONG: Duration = Duration::from_secs(3600);
 
-/// One park/close cycle on a watcher of its own, so that `parked` (0 -> 1 ->
-/// 0) was last written by `SeqCst` RMWs that the main thread has seen (the
-/// join). See `park_wake_next_timeout` for why.
+/// Makes `parked` hold a value written by a `SeqCst` RMW that the main thread
+/// has seen: closing a watcher (any watcher) runs `Notifier::wake_all`,
+/// whose first step is `parked.swap(0, SeqCst)`. See `park_wake_next_timeout`
+/// for why. (No thread is needed, so it adds nothing to explore.)
 fn warm_up_parked(feed: &TestFeed) {
-    let mut w = feed.watch(WatchOptions::all());
-    let closer = w.closer();
-    let t = thread::spawn(move || {
-        assert_eq!(w.next_timeout(LONG).err(), Some(RecvError::Closed));
-    });
-    closer.close();
-    t.join().unwrap();
+    let w = feed.watch(WatchOptions::all());
+    w.closer().close();
 }
 
 /// Model 5a — `next_timeout` parks, a put wakes it.
@@ -39,16 +35,15 @@ fn warm_up_parked(feed: &TestFeed) {
 /// load of `parked`, against `parked += 1` then re-load of the slot) is a
 /// store-load pair on each side, so on fresh atomics loom reports a lost
 /// wake-up that C11 forbids. The model therefore first puts two events (the
-/// slots now hold `SeqCst`-CASed nodes) and runs one park/close cycle
-/// (`parked` now holds `SeqCst` RMW values); from there loom's rule "a `SeqCst`
+/// slots now hold `SeqCst`-CASed nodes) and closes a watcher (`parked` now
+/// holds the value of a `SeqCst` swap); from there loom's rule "a `SeqCst`
 /// load never reads a `SeqCst` store older than the newest" is the C11 rule
 /// the handshake needs, and a missing or weakened step shows as a deadlock.
 ///
-/// Bound: 1 watcher thread + main (the writer), after a warm-up cycle with one
-/// thread; preemption bound 2.
+/// Bound: 1 watcher thread + main (the writer); preemption bound 3.
 #[test]
 fn park_wake_next_timeout() {
-    model_with("park_wake_next_timeout", 2, Some(20_000), || {
+    model_with("park_wake_next_timeout", 3, Some(20_000), || {
         let drops = Drops::new(3);
         let feed = feed(2);
         feed.put(0, Val::new(0, &drops)).unwrap();
@@ -59,16 +54,18 @@ fn park_wake_next_timeout() {
             let got = recv(w.next_timeout(LONG));
             (w, got)
         });
-        let seq = feed.put(0, Val::new(2, &drops)).unwrap();
+        // A new key: its publish overwrites seq 1's slot without retiring
+        // anything, which keeps the writer's side of the model small.
+        let seq = feed.put(2, Val::new(2, &drops)).unwrap();
         let (w, got) = watcher.join().unwrap();
         assert_eq!(
             got,
             Some(Rec::Change {
                 seq,
-                kind: Kind::Update,
-                key: 0,
+                kind: Kind::Create,
+                key: 2,
                 value: Some(2),
-                old: Some(0)
+                old: None
             })
         );
         drop(w);
@@ -83,10 +80,10 @@ fn park_wake_next_timeout() {
 /// timeout at all): the watcher returns the event, owned.
 ///
 /// Bound: 1 watcher thread + main (the writer), after the same warm-up as 5a;
-/// preemption bound 2.
+/// preemption bound 3.
 #[test]
 fn park_wake_iterator() {
-    model_with("park_wake_iterator", 2, Some(20_000), || {
+    model_with("park_wake_iterator", 3, Some(20_000), || {
         let drops = Drops::new(3);
         let feed = feed(2);
         feed.put(0, Val::new(0, &drops)).unwrap();
@@ -100,9 +97,9 @@ fn park_wake_iterator() {
             drop(ev);
             (w, got)
         });
-        let seq = feed.put(0, Val::new(2, &drops)).unwrap();
+        let seq = feed.put(2, Val::new(2, &drops)).unwrap();
         let (w, got) = watcher.join().unwrap();
-        assert_eq!(got, (seq, Kind::Update, 0, Some(2)));
+        assert_eq!(got, (seq, Kind::Create, 2, Some(2)));
         drop(w);
         drop(feed);
         drops.assert_all_dropped();
@@ -116,10 +113,10 @@ fn park_wake_iterator() {
 /// (`None`). Closing is lock-based (flag, then `wake_all` under the
 /// notifier's lock), so no warm-up is needed: this runs on fresh atomics.
 ///
-/// Bound: 1 watcher thread + main; preemption bound 2.
+/// Bound: 1 watcher thread + main; preemption bound 3.
 #[test]
 fn close_wakes_parked() {
-    model_with("close_wakes_parked", 2, Some(20_000), || {
+    model_with("close_wakes_parked", 3, Some(20_000), || {
         let feed = feed(2);
         let mut w = feed.watch(WatchOptions::all());
         let watcher = thread::spawn(move || {
@@ -140,10 +137,10 @@ fn close_wakes_parked() {
 /// the feed is unaffected (a later put succeeds). Runs on fresh atomics, like
 /// 5c.
 ///
-/// Bound: 1 watcher thread + main; preemption bound 2.
+/// Bound: 1 watcher thread + main; preemption bound 3.
 #[test]
 fn closer_wakes_parked() {
-    model_with("closer_wakes_parked", 2, Some(20_000), || {
+    model_with("closer_wakes_parked", 3, Some(20_000), || {
         let drops = Drops::new(1);
         let feed = feed(2);
         let mut w = feed.watch(WatchOptions::all());
@@ -173,10 +170,10 @@ fn closer_wakes_parked() {
 /// sees the slot).
 ///
 /// Bound: 2 threads (watcher, writer) + main (the other writer), after the
-/// warm-up of 5a; preemption bound 2.
+/// warm-up of 5a; preemption bound 3.
 #[test]
 fn park_wake_two_writers() {
-    model_with("park_wake_two_writers", 2, Some(20_000), || {
+    model_with("park_wake_two_writers", 3, Some(20_000), || {
         let drops = Drops::new(4);
         let feed = feed(2);
         feed.put(0, Val::new(0, &drops)).unwrap();
@@ -189,25 +186,25 @@ fn park_wake_two_writers() {
         });
         let writer = {
             let (f, d) = (feed.clone(), drops.clone());
-            thread::spawn(move || f.put(1, Val::new(3, &d)).unwrap())
+            thread::spawn(move || f.put(3, Val::new(3, &d)).unwrap())
         };
-        let mine = feed.put(0, Val::new(2, &drops)).unwrap();
+        let mine = feed.put(2, Val::new(2, &drops)).unwrap();
         let theirs = writer.join().unwrap();
         let (w, got) = watcher.join().unwrap();
         let want = if mine == 3 {
-            (0, 2, 0)
+            2
         } else {
             assert_eq!(theirs, 3);
-            (1, 3, 1)
+            3
         };
         assert_eq!(
             got,
             Some(Rec::Change {
                 seq: 3,
-                kind: Kind::Update,
-                key: want.0,
-                value: Some(want.1),
-                old: Some(want.2)
+                kind: Kind::Create,
+                key: want,
+                value: Some(want as usize),
+                old: None
             })
         );
         drop(w);

@@ -104,10 +104,13 @@ fn overwritten_while_read() {
 /// while writer B puts key 1 twice, on a ring of capacity 2. Deleting seals
 /// key 0's cell and unlinks it from the index; whoever wins the unlink drops
 /// the cell's reference on the tombstone. Once every writer is done and the
-/// ring has moved past the delete (delete seq <= head - 2), value 0 has been
-/// dropped while the feed still lives (the tombstone and the cell are gone,
-/// not parked until the feed drops). No record is retired twice or reached
-/// after retirement; after the feed drops, every value was dropped once.
+/// ring has moved past the delete (delete seq <= head - 2) and no guard is
+/// alive, value 0 has been dropped while the feed still lives (the records
+/// that held it, the Create and the tombstone's `prev` link, are gone, not
+/// parked until the feed drops). No record is retired twice or reached after
+/// retirement; after the feed drops, every value instance was dropped once.
+/// Not seen: the tombstone itself and the key (plain `u8` keys, and the
+/// tombstone holds no value), see loom-tests/README.md.
 ///
 /// Bound: 2 writers + main; preemption bound 3.
 #[test]
