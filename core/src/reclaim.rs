@@ -6,10 +6,11 @@
 //! else in the crate names seize.
 //!
 //! Under `kvfeed_loom`, seize (which loom cannot see) is replaced by a
-//! stand-in with the same shape that defers every retirement until the
-//! collector is dropped. It keeps the models honest about *when* a record is
-//! retired (each exactly once, after its last owner let go) but does not model
-//! seize's grace periods; that part is covered by Miri and the stress tests.
+//! checked, quiescence-based stand-in with the same shape: a retired record
+//! is dropped once no guard is alive, deferred functions run then too, and it
+//! panics when a guard loads a record retired before the guard was entered or
+//! when a record is retired twice (see the loom module's doc below). seize's
+//! real grace periods are covered by Miri and the stress tests.
 
 #[cfg(not(kvfeed_loom))]
 mod imp {
