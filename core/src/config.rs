@@ -105,6 +105,13 @@ impl<K, V> Config<K, V> {
 pub enum ConfigError {
     /// The capacity is 0, 1, not a power of two, or above 2^40.
     Capacity(usize),
+    /// The ring for this capacity could not be allocated.
+    OutOfMemory {
+        /// The capacity asked for.
+        capacity: usize,
+        /// The bytes its ring needs.
+        bytes: usize,
+    },
 }
 
 impl fmt::Display for ConfigError {
@@ -113,6 +120,10 @@ impl fmt::Display for ConfigError {
             ConfigError::Capacity(n) => write!(
                 f,
                 "ring capacity {n} is invalid: it must be a power of two between 2 and 2^40"
+            ),
+            ConfigError::OutOfMemory { capacity, bytes } => write!(
+                f,
+                "ring capacity {capacity} needs {bytes} bytes, which could not be allocated"
             ),
         }
     }

@@ -2,8 +2,7 @@
 
 use std::fmt;
 
-use crate::node::{Node, NodeKind};
-use crate::reclaim::Guard;
+use crate::engine::{Guard, Node, NodeKind};
 use crate::sync::Ordering;
 
 /// The kind of a change.
@@ -32,7 +31,6 @@ impl Kind {
             NodeKind::Create => Kind::Create,
             NodeKind::Update => Kind::Update,
             NodeKind::Delete => Kind::Delete,
-            NodeKind::Skip => unreachable!("skip markers are never shown"),
         }
     }
 }
@@ -118,7 +116,7 @@ impl<K: Clone, V: Clone> Change<K, V> {
         Change {
             seq: n.seq.load(Ordering::Relaxed),
             kind: Kind::of(n.kind),
-            key: n.key().clone(),
+            key: n.key.clone(),
             value: n.value.clone(),
             // SAFETY: the caller's guarantee.
             old: unsafe { n.old() }.cloned(),
@@ -232,8 +230,7 @@ enum RefInner<'w, K, V> {
 
 impl<'w, K, V> ChangeRef<'w, K, V> {
     /// # Safety
-    /// `node` is a change record (not a skip) found in a ring slot under
-    /// `guard`.
+    /// `node` is a record found in a ring slot under `guard`.
     pub(crate) unsafe fn live(node: *const Node<K, V>, guard: Guard<'w>) -> Self {
         ChangeRef {
             inner: RefInner::Live {
@@ -289,7 +286,7 @@ impl<'w, K, V> ChangeRef<'w, K, V> {
     /// The key.
     pub fn key(&self) -> &K {
         match self.node() {
-            Ok(n) => n.key(),
+            Ok(n) => &n.key,
             Err(c) => &c.key,
         }
     }

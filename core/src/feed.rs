@@ -3,17 +3,15 @@
 use std::fmt;
 use std::hash::Hash;
 
-use papaya::Equivalent;
-
 use crate::config::{Config, ConfigError};
+use crate::engine::{Engine, Expect};
+use crate::equivalent::Equivalent;
 use crate::error::{CasError, WriteError};
 use crate::event::Event;
-use crate::shared::Shared;
 use crate::subscribe::Subscription;
-use crate::sync::{Arc, Ordering};
+use crate::sync::Arc;
 use crate::watch::WatchOptions;
 use crate::watcher::Watcher;
-use crate::write::Expect;
 use crate::Lagged;
 
 /// A concurrent key-value store whose every mutation is a numbered event in a
@@ -33,12 +31,12 @@ use crate::Lagged;
 /// assert_eq!((ch.seq(), ch.kind(), ch.key().as_str(), ch.value()), (seq, Kind::Create, "a", Some(&1)));
 /// ```
 pub struct Feed<K, V> {
-    pub(crate) shared: Arc<Shared<K, V>>,
+    pub(crate) shared: Arc<Engine<K, V>>,
 }
 
 impl<K, V> Clone for Feed<K, V> {
     fn clone(&self) -> Self {
-        self.shared.handles.fetch_add(1, Ordering::Relaxed);
+        self.shared.add_handle();
         Feed {
             shared: self.shared.clone(),
         }
@@ -49,19 +47,16 @@ impl<K, V> Clone for Feed<K, V> {
 /// drain what is left, then get `Closed`).
 impl<K, V> Drop for Feed<K, V> {
     fn drop(&mut self) {
-        if self.shared.handles.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.shared.closed.store(true, Ordering::SeqCst);
-            self.shared.notifier.wake_all();
-        }
+        self.shared.drop_handle();
     }
 }
 
 impl<K, V> fmt::Debug for Feed<K, V> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Feed")
-            .field("head", &(self.shared.next_seq.load(Ordering::Relaxed) - 1))
-            .field("capacity", &self.shared.ring.capacity())
-            .field("closed", &self.shared.closed.load(Ordering::Relaxed))
+            .field("head", &self.shared.head())
+            .field("capacity", &self.shared.capacity())
+            .field("closed", &self.shared.is_closed())
             .finish()
     }
 }
@@ -95,7 +90,7 @@ where
     /// ```
     pub fn with_config(config: Config<K, V>) -> Result<Self, ConfigError> {
         Ok(Feed {
-            shared: Arc::new(Shared::new(config.validate()?)),
+            shared: Arc::new(Engine::new(config)?),
         })
     }
 
@@ -172,14 +167,14 @@ where
     where
         K: AsRef<[u8]>,
     {
-        if self.shared.closed.load(Ordering::Acquire) {
+        if self.shared.is_closed() {
             return Err(WriteError::Closed);
         }
         let prefix = prefix.as_ref();
         let mut keys = Vec::new();
         {
-            let guard = self.shared.index.guard();
-            self.shared.index.for_each(&guard, |k, _| {
+            let guard = self.shared.guard();
+            self.shared.for_each_live(&guard, |k, _, _| {
                 if k.as_ref().starts_with(prefix) {
                     keys.push(k.clone());
                 }
@@ -202,21 +197,21 @@ where
 
     /// The ring's capacity in events.
     pub fn capacity(&self) -> usize {
-        self.shared.ring.capacity() as usize
+        self.shared.capacity() as usize
     }
 
     /// Closes the feed: later writes fail with `Closed`; watchers read what
-    /// is left, then get `Closed`. Writes already under way when `close` is
-    /// called may still complete.
+    /// is left, then get `Closed`. A write racing `close` either fails with
+    /// `Closed` (and changed nothing) or was numbered before the close, and
+    /// every watcher receives it (or is told it missed it) before `Closed`.
     pub fn close(&self) {
-        self.shared.closed.store(true, Ordering::SeqCst);
-        self.shared.notifier.wake_all();
+        self.shared.close();
     }
 
     /// Whether the feed is closed (explicitly, or because every `Feed`
     /// handle was dropped).
     pub fn is_closed(&self) -> bool {
-        self.shared.closed.load(Ordering::Acquire)
+        self.shared.is_closed()
     }
 
     /// A new watcher; see [`WatchOptions`].

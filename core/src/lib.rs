@@ -60,30 +60,26 @@
 #![warn(clippy::undocumented_unsafe_blocks)]
 
 mod config;
+mod engine;
+mod equivalent;
 mod error;
 mod event;
 mod feed;
-mod index;
-mod node;
 mod notify;
-mod reclaim;
-mod ring;
-mod shared;
 mod snapshot;
 mod subscribe;
 mod sync;
 mod watch;
 mod watcher;
-mod write;
 
 #[cfg(test)]
 mod tests;
 
 pub use config::{Config, ConfigError, DEFAULT_CAPACITY};
+pub use equivalent::Equivalent;
 pub use error::{CasError, Lagged, RecvError, WriteError};
 pub use event::{Change, ChangeRef, Event, EventRef, Kind, Kinds};
 pub use feed::Feed;
-pub use papaya::Equivalent;
 pub use subscribe::Subscription;
 pub use watch::WatchOptions;
 pub use watcher::{WatchCloser, Watcher, SPINS, YIELDS};

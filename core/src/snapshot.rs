@@ -2,13 +2,13 @@
 //!
 //! ## Why it is gapless and duplicate-free
 //!
-//! `at` is read (`head`, `SeqCst`) before the scan. Every seq `<= at` was
-//! claimed before the scan began, and a node is numbered only after it is
-//! installed in its cell, so when the scan reaches a key its cell already
-//! holds that node or a later one. The scan numbers a pending current node
-//! itself (helping, as writers do), so the version it reports is the key's
-//! latest event. Hence every event with seq `<= at` is reflected in the
-//! snapshot, and the watcher can start live at `at + 1`.
+//! `at` is read (`head`, `Acquire`) before the scan. Every seq `<= at` was
+//! claimed before the scan began, and a write claims its seq only after its
+//! node is installed (`PENDING`) in the key's slot, so when the scan reaches
+//! a key the slot already holds that node or a later one. The scan waits
+//! out a `PENDING` word (the engine's `scan.rs`), so the version it reports
+//! is the key's latest numbered event. Hence every event with seq `<= at`
+//! is reflected in the snapshot, and the watcher can start live at `at + 1`.
 //!
 //! Events after `at` that the scan already reflected (the key changed while
 //! the scan ran, and the scan saw the change) carry seq `<=` the delivered
@@ -17,17 +17,15 @@
 //! and forgets them once its cursor passes `consistent_at`, the head after the
 //! scan: no event after it can have been seen by the scan.
 //!
-//! papaya's iteration is a weak snapshot: a key removed and re-created during
-//! the scan may be visited twice (old cell, new cell); the scan keeps the
-//! higher version. A key present throughout is visited.
+//! A migration running during the scan may show a key twice (old table, new
+//! table); the scan keeps the higher version. A key present throughout is
+//! visited.
 
 use std::collections::HashMap;
 use std::hash::Hash;
 
+use crate::engine::Engine;
 use crate::event::{Change, Kind, Kinds};
-use crate::node::NodeKind;
-use crate::shared::Shared;
-use crate::sync::Ordering;
 use crate::watch::Filter;
 
 /// A snapshot being delivered, and what it needs to filter live events.
@@ -44,21 +42,13 @@ pub(crate) struct Snapshot<K, V> {
 
 impl<K: Hash + Eq + Clone + 'static, V: Clone + 'static> Snapshot<K, V> {
     /// Scans the live keys matching `filter` while writers keep running.
-    pub(crate) fn take(shared: &Shared<K, V>, filter: &Filter<K>) -> Self {
+    pub(crate) fn take(shared: &Engine<K, V>, filter: &Filter<K>) -> Self {
         let at = shared.head();
         let mut latest: HashMap<K, Change<K, V>> = HashMap::new();
         {
-            let guard = shared.index.guard();
-            shared.index.for_each(&guard, |key, cell| {
+            let guard = shared.guard();
+            shared.for_each_live(&guard, |key, value, version| {
                 if !filter.matches_key(key) {
-                    return;
-                }
-                let current = guard.protect(&cell.current, Ordering::Acquire);
-                // SAFETY: never null, protected by the guard, installed in its cell.
-                let version = unsafe { shared.assign_seq(current, &guard) };
-                // SAFETY: as above.
-                let node = unsafe { &*current };
-                if node.kind == NodeKind::Delete {
                     return;
                 }
                 if latest.get(key).is_some_and(|c| c.seq >= version) {
@@ -70,7 +60,7 @@ impl<K: Hash + Eq + Clone + 'static, V: Clone + 'static> Snapshot<K, V> {
                         seq: version,
                         kind: Kind::Create,
                         key: key.clone(),
-                        value: node.value.clone(),
+                        value: Some(value.clone()),
                         old: None,
                     },
                 );

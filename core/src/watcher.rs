@@ -8,19 +8,19 @@
 //!
 //! `next_timeout` spins briefly ([`SPINS`] checks, then [`YIELDS`] yields), then parks on the feed's
 //! notifier (see `notify.rs` for the no-lost-wake-up handshake). While no
-//! watcher is parked, a write pays one load for all of this.
+//! watcher is parked, a write pays one load for all of this. The deadline
+//! is checked before every yield and after every [`SCAN_BUDGET`] events the
+//! filter passed over, so a watcher whose filter matches nothing on a busy
+//! feed still returns on time.
 
 use std::fmt;
 use std::hash::Hash;
 use std::time::{Duration, Instant};
 
+use crate::engine::{Engine, Guard, Node, Read};
 use crate::error::{Lagged, RecvError};
 use crate::event::{Change, ChangeRef, Event, EventRef, Kind};
-use crate::node::NodeKind;
 use crate::notify::Notifier;
-use crate::reclaim::Guard;
-use crate::ring::Slot;
-use crate::shared::Shared;
 use crate::snapshot::Snapshot;
 use crate::sync::{Arc, AtomicBool, Ordering};
 use crate::watch::{Filter, Start, WatchOptions};
@@ -34,6 +34,10 @@ pub const SPINS: u32 = 64;
 /// core the watcher holds; yielding lets it publish without a futex round
 /// trip, and parking still follows quickly when the feed is idle.
 pub const YIELDS: u32 = 16;
+
+/// How many published events a blocking read passes over (filtered out)
+/// before it looks at its deadline again.
+pub const SCAN_BUDGET: usize = 1024;
 
 /// A reader of the feed: a cursor and a filter.
 ///
@@ -56,7 +60,13 @@ pub const YIELDS: u32 = 16;
 /// the ring, then `Err(RecvError::Closed)`. After [`WatchCloser::close`],
 /// reads return `Closed` at once.
 pub struct Watcher<K, V> {
-    shared: Arc<Shared<K, V>>,
+    shared: Arc<Engine<K, V>>,
+    reader: Reader<K, V>,
+}
+
+/// A watcher's own state, apart from the feed it reads, so that a read can
+/// borrow the feed and change the state at once.
+struct Reader<K, V> {
     /// The next seq this watcher reads.
     cursor: u64,
     filter: Filter<K>,
@@ -64,12 +74,14 @@ pub struct Watcher<K, V> {
     /// The snapshot item most recently handed out (borrowed by the caller).
     lent: Option<Change<K, V>>,
     closed: Arc<AtomicBool>,
+    /// The last step stopped at its budget of non-matching events.
+    exhausted: bool,
 }
 
 impl<K, V> fmt::Debug for Watcher<K, V> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Watcher")
-            .field("cursor", &self.cursor)
+            .field("cursor", &self.reader.cursor)
             .finish()
     }
 }
@@ -79,7 +91,7 @@ impl<K, V> Unpin for Watcher<K, V> {}
 
 /// What one step of reading produced; holds no borrow of the watcher.
 enum Step<K, V> {
-    Live(*const crate::node::Node<K, V>),
+    Live(*const Node<K, V>),
     SnapshotItem,
     SnapshotDone { at: u64, consistent_at: u64 },
 }
@@ -89,19 +101,22 @@ where
     K: Hash + Eq + Clone + 'static,
     V: Clone + 'static,
 {
-    pub(crate) fn new(shared: Arc<Shared<K, V>>, options: WatchOptions<K>) -> Self {
+    pub(crate) fn new(shared: Arc<Engine<K, V>>, options: WatchOptions<K>) -> Self {
         let filter = Filter::new(options.keys, options.predicates, options.kinds);
         let mut w = Watcher {
-            cursor: shared.head() + 1,
+            reader: Reader {
+                cursor: shared.head() + 1,
+                filter,
+                snapshot: None,
+                lent: None,
+                closed: Arc::new(AtomicBool::new(false)),
+                exhausted: false,
+            },
             shared,
-            filter,
-            snapshot: None,
-            lent: None,
-            closed: Arc::new(AtomicBool::new(false)),
         };
         match options.start {
             Start::Now => {}
-            Start::From(seq) => w.cursor = seq,
+            Start::From(seq) => w.reader.cursor = seq,
             Start::Snapshot => w.resnapshot(),
         }
         w
@@ -109,29 +124,29 @@ where
 
     /// The next seq this watcher will read.
     pub fn cursor(&self) -> u64 {
-        self.cursor
+        self.reader.cursor
     }
 
     /// How far behind the head this watcher is (for metrics).
     pub fn lag(&self) -> u64 {
-        (self.shared.head() + 1).saturating_sub(self.cursor)
+        (self.shared.head() + 1).saturating_sub(self.reader.cursor)
     }
 
     /// Restarts from a fresh snapshot, in place (to recover from a lap
     /// without dropping the watcher): the next reads return one `Create` per
     /// live matching key, `SnapshotDone`, then live events.
     pub fn resnapshot(&mut self) {
-        let snapshot = Snapshot::take(&self.shared, &self.filter);
-        self.cursor = snapshot.at + 1;
-        self.snapshot = Some(Box::new(snapshot));
-        self.lent = None;
+        let snapshot = Snapshot::take(&self.shared, &self.reader.filter);
+        self.reader.cursor = snapshot.at + 1;
+        self.reader.snapshot = Some(Box::new(snapshot));
+        self.reader.lent = None;
     }
 
     /// A handle that closes this watcher from any thread.
     pub fn closer(&self) -> WatchCloser {
         WatchCloser {
-            closed: self.closed.clone(),
-            notifier: self.shared.notifier.clone(),
+            closed: self.reader.closed.clone(),
+            notifier: self.shared.notifier().clone(),
         }
     }
 
@@ -146,11 +161,15 @@ where
     /// assert_eq!(w.try_next().unwrap().unwrap().as_change().unwrap().value(), Some(&10));
     /// ```
     pub fn try_next(&mut self) -> Result<Option<EventRef<'_, K, V>>, RecvError> {
-        let shared = self.shared_ref();
-        let guard = shared.index.guard();
-        match self.step(shared, &guard)? {
+        let Watcher { shared, reader } = self;
+        let shared: &Engine<K, V> = shared;
+        let guard = shared.guard();
+        match reader.step(shared, &guard, usize::MAX)? {
             None => Ok(None),
-            Some(step) => Ok(Some(self.wrap(step, guard))),
+            Some(step) => {
+                let reader: &Reader<K, V> = reader;
+                Ok(Some(reader.wrap(step, guard)))
+            }
         }
     }
 
@@ -168,27 +187,42 @@ where
         &mut self,
         deadline: Option<Instant>,
     ) -> Result<Option<EventRef<'_, K, V>>, RecvError> {
-        let shared = self.shared_ref();
-        let mut spins = 0;
+        let Watcher { shared, reader } = self;
+        let shared: &Engine<K, V> = shared;
+        let passed = || deadline.is_some_and(|d| Instant::now() >= d);
+        let mut waits = 0;
         loop {
-            let guard = shared.index.guard();
-            if let Some(step) = self.step(shared, &guard)? {
-                return Ok(Some(self.wrap(step, guard)));
+            let guard = shared.guard();
+            if let Some(step) = reader.step(shared, &guard, SCAN_BUDGET)? {
+                let reader: &Reader<K, V> = reader;
+                return Ok(Some(reader.wrap(step, guard)));
             }
             drop(guard);
-            if spins < SPINS + YIELDS {
-                if spins < SPINS {
-                    std::hint::spin_loop();
-                } else {
-                    std::thread::yield_now();
+            if std::mem::take(&mut reader.exhausted) {
+                // Passed over a budget of events that did not match: more
+                // are published; look at the clock, then go on reading.
+                if passed() {
+                    return Ok(None);
                 }
-                spins += 1;
                 continue;
             }
-            if deadline.is_some_and(|d| Instant::now() >= d) {
+            if waits < SPINS {
+                std::hint::spin_loop();
+                waits += 1;
+                continue;
+            }
+            if passed() {
                 return Ok(None);
             }
-            if !shared.notifier.park_until(deadline, || self.ready(shared)) {
+            if waits < SPINS + YIELDS {
+                std::thread::yield_now();
+                waits += 1;
+                continue;
+            }
+            if !shared
+                .notifier()
+                .park_until(deadline, || reader.ready(shared))
+            {
                 return Ok(None);
             }
         }
@@ -225,27 +259,28 @@ where
         max: usize,
         mut f: impl FnMut(EventRef<'_, K, V>),
     ) -> Result<usize, RecvError> {
-        let shared = self.shared_ref();
-        let guard = shared.index.guard();
+        let Watcher { shared, reader } = self;
+        let shared: &Engine<K, V> = shared;
+        let guard = shared.guard();
         let mut n = 0;
         while n < max {
-            let step = match self.step(shared, &guard) {
+            let step = match reader.step(shared, &guard, usize::MAX) {
                 Ok(Some(step)) => step,
                 Ok(None) => break,
                 Err(e) if n == 0 => return Err(e),
                 Err(RecvError::Lagged(l)) => {
                     // Deliver what we have; the next call finds the lap again.
-                    self.cursor -= l.missed;
+                    reader.cursor -= l.missed;
                     break;
                 }
                 Err(RecvError::Closed) => break,
             };
             match step {
-                // SAFETY: `step` found this change record under `guard`, which
-                // lives until the end of this function, past `f`'s borrow.
+                // SAFETY: `step` found this record under `guard`, which lives
+                // until the end of this function, past `f`'s borrow.
                 Step::Live(node) => f(EventRef::Change(unsafe { ChangeRef::guarded(&*node) })),
                 Step::SnapshotItem => {
-                    let item = self.lent.take().expect("just lent");
+                    let item = reader.lent.take().expect("just lent");
                     f(EventRef::Change(ChangeRef::owned(&item)));
                 }
                 Step::SnapshotDone { at, consistent_at } => {
@@ -256,19 +291,16 @@ where
         }
         Ok(n)
     }
+}
 
-    /// The shared state, borrowed for as long as the caller's borrow of `self`.
-    fn shared_ref<'a>(&self) -> &'a Shared<K, V> {
-        let ptr: *const Shared<K, V> = &*self.shared;
-        // SAFETY: `self.shared` is an Arc that is never replaced, and every
-        // caller uses the reference only while it holds `&mut self`, so the
-        // Shared outlives every use.
-        unsafe { &*ptr }
-    }
-
+impl<K, V> Reader<K, V>
+where
+    K: Hash + Eq + Clone + 'static,
+    V: Clone + 'static,
+{
     fn wrap<'a>(&'a self, step: Step<K, V>, guard: Guard<'a>) -> EventRef<'a, K, V> {
         match step {
-            // SAFETY: `step` found this change record under `guard`, which moves
+            // SAFETY: `step` found this record under `guard`, which moves
             // into the ChangeRef and keeps protecting it.
             Step::Live(node) => EventRef::Change(unsafe { ChangeRef::live(node, guard) }),
             Step::SnapshotItem => {
@@ -282,8 +314,11 @@ where
 
     /// Whether a read would find something (or an end); `SeqCst` for the
     /// parking handshake.
-    fn ready(&self, shared: &Shared<K, V>) -> bool {
-        if self.closed.load(Ordering::SeqCst) || shared.closed.load(Ordering::SeqCst) {
+    fn ready(&self, shared: &Engine<K, V>) -> bool {
+        if self.closed.load(Ordering::SeqCst) {
+            return true;
+        }
+        if shared.final_head().is_some_and(|last| self.cursor > last) {
             return true;
         }
         if self
@@ -293,34 +328,37 @@ where
         {
             return true;
         }
-        let guard = shared.index.guard();
+        let guard = shared.guard();
         !matches!(
-            shared.ring.read(self.cursor, &guard, Ordering::SeqCst),
-            Slot::NotYet
+            shared.read(self.cursor, &guard, Ordering::SeqCst),
+            Read::NotYet
         )
     }
 
-    /// Advances to the next matching event.
+    /// Advances to the next matching event, passing over at most `budget`
+    /// events that do not match (then `Ok(None)` with `exhausted` set).
     fn step(
         &mut self,
-        shared: &Shared<K, V>,
+        shared: &Engine<K, V>,
         guard: &Guard<'_>,
+        budget: usize,
     ) -> Result<Option<Step<K, V>>, RecvError> {
         if self.closed.load(Ordering::Acquire) {
             return Err(RecvError::Closed);
         }
         if self.snapshot.is_some() {
-            return self.step_snapshot(shared, guard);
+            return self.step_snapshot(shared, guard, budget);
         }
-        self.step_live(shared, guard)
+        self.step_live(shared, guard, budget)
     }
 
     /// `step` while a snapshot is being delivered or still filters live events.
     #[cold]
     fn step_snapshot(
         &mut self,
-        shared: &Shared<K, V>,
+        shared: &Engine<K, V>,
         guard: &Guard<'_>,
+        budget: usize,
     ) -> Result<Option<Step<K, V>>, RecvError> {
         let snap = self.snapshot.as_deref_mut().expect("checked by the caller");
         if let Some(item) = snap.items.pop() {
@@ -336,20 +374,20 @@ where
         }
         loop {
             let Some(snap) = self.snapshot.as_deref() else {
-                return self.step_live(shared, guard);
+                return self.step_live(shared, guard, budget);
             };
             if snap.finished(self.cursor) {
                 self.snapshot = None;
                 continue;
             }
-            match self.step_live(shared, guard)? {
+            match self.step_live(shared, guard, budget)? {
                 Some(Step::Live(node)) => {
                     // SAFETY: `step_live` found it under `guard`, still held.
                     let n = unsafe { &*node };
                     let seen = self
                         .snapshot
                         .as_deref()
-                        .is_some_and(|s| s.already_seen(n.key(), n.seq.load(Ordering::Relaxed)));
+                        .is_some_and(|s| s.already_seen(&n.key, n.seq.load(Ordering::Relaxed)));
                     if seen {
                         continue;
                     }
@@ -364,30 +402,31 @@ where
     #[inline]
     fn step_live(
         &mut self,
-        shared: &Shared<K, V>,
+        shared: &Engine<K, V>,
         guard: &Guard<'_>,
+        mut budget: usize,
     ) -> Result<Option<Step<K, V>>, RecvError> {
         loop {
-            match shared.ring.read(self.cursor, guard, Ordering::Acquire) {
-                Slot::Mine(node) => {
+            match shared.read(self.cursor, guard, Ordering::Acquire) {
+                Read::Mine(node) => {
                     self.cursor += 1;
-                    if node.kind != NodeKind::Skip
-                        && self.filter.matches(node.key(), Kind::of(node.kind))
-                    {
+                    if self.filter.matches(&node.key, Kind::of(node.kind)) {
                         return Ok(Some(Step::Live(node)));
                     }
+                    budget -= 1;
+                    if budget == 0 {
+                        self.exhausted = true;
+                        return Ok(None);
+                    }
                 }
-                Slot::NotYet => {
-                    if shared.closed.load(Ordering::Acquire) && self.cursor > shared.head() {
+                Read::NotYet => {
+                    if shared.final_head().is_some_and(|last| self.cursor > last) {
                         return Err(RecvError::Closed);
                     }
                     return Ok(None);
                 }
-                Slot::Lapped => {
-                    // Every seq below `next - capacity` may be overwritten; every
-                    // seq from it on is not (its overwriter is not claimed yet).
-                    let next = shared.next_seq.load(Ordering::SeqCst);
-                    let resume_at = (next - shared.ring.capacity()).max(self.cursor + 1);
+                Read::Lapped => {
+                    let resume_at = shared.resume_at(self.cursor);
                     let missed = resume_at - self.cursor;
                     self.cursor = resume_at;
                     return Err(RecvError::Lagged(Lagged { missed, resume_at }));
@@ -457,8 +496,8 @@ where
                 Err(RecvError::Closed) => return Poll::Ready(None),
                 Ok(None) => {}
             }
-            this.shared.notifier.register(cx.waker());
-            if !this.ready(this.shared_ref()) {
+            this.shared.notifier().register(cx.waker());
+            if !this.reader.ready(&this.shared) {
                 return Poll::Pending;
             }
         }

@@ -1,0 +1,334 @@
+//! The sequenced ring: where an event is published, where a watcher detects
+//! a lap, and where a record leaves the ring.
+//!
+//! ## Slots
+//!
+//! Seq `s` lives in slot `index(s)`. The index stripes consecutive seqs over
+//! the two halves of the array, so two writers publishing `s` and `s + 1`
+//! on different cores write different cache lines. A slot is
+//! `{ stamp, node, prev, prev_seq }`:
+//!
+//! * `stamp` is `seq << 1 | BUSY`: the seq whose record the slot holds, and
+//!   whether a publisher is rewriting the other fields right now;
+//! * `node` is the record for that seq;
+//! * `prev` and `prev_seq` are the record's predecessor for its key and that
+//!   predecessor's seq: what has to be let go when the record leaves the
+//!   ring (`node.rs`), kept here so that overwriting a slot never reads the
+//!   record it overwrites.
+//!
+//! ## Publishing seq `s` (only its writer does)
+//!
+//! 1. Load the stamp. If it holds a seq above `s`, a publisher a lap ahead
+//!    already went past: the event is lost to every reader (they are told),
+//!    and the record leaves the ring at once. If it is `BUSY`, the publisher
+//!    of `s - capacity` or `s + capacity` is in its few stores: wait.
+//! 2. CAS the stamp to `s << 1 | BUSY` (acquiring: the fields the previous
+//!    publisher stored are now ours to read).
+//! 3. Read the old `node`, `prev`, `prev_seq`; store the new ones (`node`
+//!    with `Release`).
+//! 4. Store the stamp `s << 1` (`SeqCst`: a release of the fields, and half
+//!    of the parking handshake in `notify.rs`).
+//! 5. The old record leaves the ring: its `prev` is retired, if that record
+//!    has itself left the ring (its slot's stamp is above `prev_seq`),
+//!    otherwise it goes on the late list, retired once its slot moves on.
+//!
+//! ## Reading seq `c` (any watcher; wait-free, writes nothing)
+//!
+//! Load the stamp (`Acquire`). Below `c`, or `c` and `BUSY`: **not yet**.
+//! Above `c`: **lapped**. Exactly `c`: load `node` (`Acquire`); the record
+//! is **mine** when its own seq is `c`, else a publisher a lap ahead has
+//! just replaced it: **lapped**. Because every seq below the next one to be
+//! claimed is published by its writer, and a slot's stamp only moves
+//! forward, "below `c`" always means "not yet", never "lost".
+//!
+//! The stamp is checked before the node is followed, so once a stamp has
+//! moved past `s` no reader that starts later reaches the record for `s`
+//! through this slot: that is what makes retiring it safe (`node.rs`).
+
+use crate::engine::backoff::Backoff;
+use crate::engine::node::Node;
+use crate::engine::reclaim::Guard;
+use crate::sync::{AtomicPtr, AtomicU64, AtomicUsize, Mutex, Ordering};
+
+const BUSY: u64 = 1;
+
+/// What a reader found in the slot for its cursor.
+pub(crate) enum Read<'g, K, V> {
+    /// The cursor's seq is not published yet.
+    NotYet,
+    /// The record for the cursor's seq.
+    Mine(&'g Node<K, V>),
+    /// The cursor's seq was overwritten.
+    Lapped,
+}
+
+#[repr(C, align(32))]
+struct Slot<K, V> {
+    /// `seq << 1 | BUSY`; 0 before the first publication.
+    stamp: AtomicU64,
+    /// The record for `stamp >> 1` (once not `BUSY`).
+    node: AtomicPtr<Node<K, V>>,
+    /// `node`'s predecessor for its key, or null; only read and written by
+    /// the publisher holding `BUSY`.
+    prev: AtomicPtr<Node<K, V>>,
+    /// `prev`'s seq.
+    prev_seq: AtomicU64,
+}
+
+#[cfg(kvfeed_loom)]
+impl<K, V> Slot<K, V> {
+    fn new() -> Self {
+        Slot {
+            stamp: AtomicU64::new(0),
+            node: AtomicPtr::new(std::ptr::null_mut()),
+            prev: AtomicPtr::new(std::ptr::null_mut()),
+            prev_seq: AtomicU64::new(0),
+        }
+    }
+}
+
+/// Records whose successor left the ring before they did (module doc, step
+/// 5): rare, so a short list behind a lock that nobody ever waits for.
+pub(crate) struct Late<K, V> {
+    len: AtomicUsize,
+    list: Mutex<Vec<(*mut Node<K, V>, u64)>>,
+}
+
+impl<K, V> Late<K, V> {
+    pub(crate) fn new() -> Self {
+        Late {
+            len: AtomicUsize::new(0),
+            list: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Every record on the list (for the feed's drop).
+    pub(crate) fn drain_all(&mut self) -> Vec<*mut Node<K, V>> {
+        let list = std::mem::take(&mut *crate::sync::lock(&self.list));
+        list.into_iter().map(|(n, _)| n).collect()
+    }
+}
+
+pub(crate) struct Ring<K, V> {
+    slots: Box<[Slot<K, V>]>,
+    mask: u64,
+    /// log2 of half the capacity: the stripe's shift.
+    half_shift: u32,
+}
+
+/// The ring's memory could not be allocated.
+#[derive(Debug)]
+pub(crate) struct RingAllocError {
+    pub(crate) bytes: usize,
+}
+
+impl<K, V> Ring<K, V> {
+    /// A ring of `capacity` slots (a power of two, at least 2, checked by
+    /// `Config`); fails instead of aborting when the memory is not there.
+    pub(crate) fn new(capacity: usize) -> Result<Self, RingAllocError> {
+        debug_assert!(capacity.is_power_of_two() && capacity >= 2);
+        let bytes = capacity.saturating_mul(std::mem::size_of::<Slot<K, V>>());
+        Ok(Ring {
+            slots: alloc_slots(capacity).ok_or(RingAllocError { bytes })?,
+            mask: capacity as u64 - 1,
+            half_shift: capacity.trailing_zeros() - 1,
+        })
+    }
+
+    pub(crate) fn capacity(&self) -> u64 {
+        self.mask + 1
+    }
+
+    #[inline]
+    fn slot(&self, seq: u64) -> &Slot<K, V> {
+        let i = ((seq & 1) << self.half_shift) | ((seq & self.mask) >> 1);
+        // `i < capacity`: both halves of the expression stay below it.
+        &self.slots[i as usize]
+    }
+
+    /// Whether the record for `seq` has left the ring: its slot's stamp moved
+    /// past it, so no reader that starts now follows the slot to it.
+    #[inline]
+    pub(crate) fn has_left(&self, seq: u64) -> bool {
+        self.slot(seq).stamp.load(Ordering::Acquire) >> 1 > seq
+    }
+
+    /// Publishes `node` as seq `seq`.
+    ///
+    /// # Safety
+    /// `node` is installed (its seq field is `seq`), `prev` is its
+    /// predecessor with seq `prev_seq` (or null), the caller is the one
+    /// publisher of `seq`, and `guard` is alive.
+    pub(crate) unsafe fn publish(
+        &self,
+        seq: u64,
+        node: *mut Node<K, V>,
+        prev: *mut Node<K, V>,
+        prev_seq: u64,
+        late: &Late<K, V>,
+        guard: &Guard<'_>,
+    ) {
+        let slot = self.slot(seq);
+        let mut stamp = slot.stamp.load(Ordering::Acquire);
+        let mut backoff = Backoff::new();
+        loop {
+            if stamp >> 1 > seq {
+                // A publisher a lap ahead went past: readers are told they
+                // missed `seq`, and the record leaves the ring unpublished.
+                // SAFETY: `prev` is the predecessor of a record that just
+                // left the ring (the caller's guarantee).
+                unsafe { self.leave(prev, prev_seq, late, guard) };
+                return;
+            }
+            if stamp & BUSY != 0 {
+                backoff.snooze();
+                stamp = slot.stamp.load(Ordering::Acquire);
+                continue;
+            }
+            // `SeqCst` costs nothing more on x86 (a locked CMPXCHG either
+            // way) and keeps loom's weaker-than-C11 `SeqCst` from letting the
+            // parking re-check read this `BUSY` after the final store.
+            match slot.stamp.compare_exchange_weak(
+                stamp,
+                seq << 1 | BUSY,
+                Ordering::SeqCst,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => break,
+                Err(now) => stamp = now,
+            }
+        }
+        let had = slot.node.load(Ordering::Relaxed);
+        let old_prev = slot.prev.load(Ordering::Relaxed);
+        let old_prev_seq = slot.prev_seq.load(Ordering::Relaxed);
+        slot.node.store(node, Ordering::Release);
+        slot.prev.store(prev, Ordering::Relaxed);
+        slot.prev_seq.store(prev_seq, Ordering::Relaxed);
+        slot.stamp.store(seq << 1, Ordering::SeqCst);
+        if !had.is_null() {
+            // SAFETY: `had` just left the ring; `old_prev` is its predecessor,
+            // stored by its publisher, and handed over by our `BUSY` CAS.
+            unsafe { self.leave(old_prev, old_prev_seq, late, guard) };
+        }
+        if late.len.load(Ordering::Relaxed) != 0 {
+            self.retire_late(late, guard);
+        }
+    }
+
+    /// A record left the ring: its predecessor `prev` (seq `prev_seq`) is no
+    /// longer anyone's `old`; retire it once it has left the ring itself.
+    ///
+    /// # Safety
+    /// `prev` (or null) is the predecessor of a record that left the ring
+    /// just now, and this is the one call made for that record.
+    unsafe fn leave(
+        &self,
+        prev: *mut Node<K, V>,
+        prev_seq: u64,
+        late: &Late<K, V>,
+        guard: &Guard<'_>,
+    ) {
+        if prev.is_null() {
+            return;
+        }
+        if self.has_left(prev_seq) {
+            // SAFETY: replaced as its key's current node (its successor was
+            // installed), out of the ring (checked), and its successor, the
+            // only record that referred to it, left the ring: unreachable for
+            // readers that start now. Retired once: only this call owns it.
+            unsafe { guard.retire_node(prev) };
+        } else {
+            let mut list = crate::sync::lock(&late.list);
+            list.push((prev, prev_seq));
+            late.len.store(list.len(), Ordering::Relaxed);
+        }
+    }
+
+    /// Retires the late records whose slots have moved on; never waits for
+    /// the lock (whoever holds it is doing the same).
+    #[cold]
+    fn retire_late(&self, late: &Late<K, V>, guard: &Guard<'_>) {
+        let Some(mut list) = crate::sync::try_lock(&late.list) else {
+            return;
+        };
+        list.retain(|&(node, seq)| {
+            if !self.has_left(seq) {
+                return true;
+            }
+            // SAFETY: as in `leave`: its successor left the ring earlier, and
+            // now its own slot moved on; removed from the list, so retired once.
+            unsafe { guard.retire_node(node) };
+            false
+        });
+        late.len.store(list.len(), Ordering::Relaxed);
+    }
+
+    /// What the slot for `cursor` holds. `order` is `Acquire`, or `SeqCst`
+    /// for the parking re-check.
+    #[inline]
+    pub(crate) fn read<'g>(
+        &self,
+        cursor: u64,
+        guard: &'g Guard<'_>,
+        order: Ordering,
+    ) -> Read<'g, K, V> {
+        let slot = self.slot(cursor);
+        let stamp = slot.stamp.load(order);
+        let held = stamp >> 1;
+        if held < cursor || (held == cursor && stamp & BUSY != 0) {
+            return Read::NotYet;
+        }
+        if held > cursor {
+            return Read::Lapped;
+        }
+        let node = guard.protect(&slot.node, Ordering::Acquire);
+        // SAFETY: the stamp said the slot holds `cursor`'s record, checked
+        // before following the pointer, under `guard` (module doc): the
+        // record, or a newer one stored since, is alive for 'g.
+        let node = unsafe { &*node };
+        if node.seq.load(Ordering::Relaxed) == cursor {
+            Read::Mine(node)
+        } else {
+            Read::Lapped
+        }
+    }
+
+    /// Every record still referenced by a slot (as a record or as one's
+    /// predecessor), for the feed's drop; duplicates possible.
+    pub(crate) fn records(&mut self) -> Vec<*mut Node<K, V>> {
+        let mut out = Vec::new();
+        for slot in self.slots.iter() {
+            out.push(slot.node.load(Ordering::Relaxed));
+            out.push(slot.prev.load(Ordering::Relaxed));
+        }
+        out.retain(|p| !p.is_null());
+        out
+    }
+}
+
+/// `capacity` empty slots, or None when the memory cannot be had.
+#[cfg(not(kvfeed_loom))]
+fn alloc_slots<K, V>(capacity: usize) -> Option<Box<[Slot<K, V>]>> {
+    let layout = std::alloc::Layout::array::<Slot<K, V>>(capacity).ok()?;
+    // SAFETY: the layout is not zero-sized (capacity >= 2, slots are 32 bytes).
+    let ptr = unsafe { std::alloc::alloc_zeroed(layout) };
+    if ptr.is_null() {
+        return None;
+    }
+    let slice = std::ptr::slice_from_raw_parts_mut(ptr.cast::<Slot<K, V>>(), capacity);
+    // SAFETY: allocated by the global allocator with the layout of
+    // `[Slot; capacity]`, which `Box<[Slot]>` frees with the same layout; all
+    // zeroes is a valid empty slot (atomics at 0 and null). Zeroed memory
+    // is mapped lazily, so a huge ring costs only what is written.
+    Some(unsafe { Box::from_raw(slice) })
+}
+
+/// `capacity` empty slots, or None when the memory cannot be had (loom's
+/// atomics are not plain memory, so they are built one by one).
+#[cfg(kvfeed_loom)]
+fn alloc_slots<K, V>(capacity: usize) -> Option<Box<[Slot<K, V>]>> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(capacity).ok()?;
+    v.extend((0..capacity).map(|_| Slot::new()));
+    Some(v.into_boxed_slice())
+}
