@@ -70,6 +70,8 @@ mod reclaim;
 mod ring;
 mod shared;
 mod snapshot;
+#[cfg(feature = "async")]
+mod stream;
 mod subscribe;
 mod sync;
 mod watch;
@@ -84,7 +86,9 @@ pub use error::{CasError, Lagged, RecvError, WriteError};
 pub use event::{Change, ChangeRef, Event, EventRef, Kind, Kinds};
 pub use feed::Feed;
 pub use papaya::Equivalent;
-pub use subscribe::Subscription;
+#[cfg(feature = "async")]
+pub use stream::WatchStream;
+pub use subscribe::{HandlerPanicked, Subscription};
 pub use watch::WatchOptions;
 pub use watcher::{WatchCloser, Watcher, SPINS, YIELDS};
 

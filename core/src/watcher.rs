@@ -436,29 +436,44 @@ impl WatchCloser {
     }
 }
 
+// No `Stream` impl here on purpose: see `WatchStream` (stream.rs) for why.
 #[cfg(feature = "async")]
-impl<K, V> futures_core::Stream for Watcher<K, V>
+impl<K, V> Watcher<K, V>
 where
     K: Hash + Eq + Clone + 'static,
     V: Clone + 'static,
 {
-    type Item = Result<Event<K, V>, Lagged>;
+    /// Turns this watcher into an async [`Stream`](futures_core::Stream) of
+    /// owned events (feature `async`); see [`WatchStream`](crate::WatchStream).
+    ///
+    /// ```
+    /// use kvfeed::{Feed, WatchOptions};
+    /// let feed: Feed<u32, u32> = Feed::new();
+    /// let mut stream = feed.watch(WatchOptions::all()).into_stream();
+    /// let seq = feed.put(1, 10).unwrap();
+    /// let ev = futures_executor::block_on(stream.recv()).unwrap().unwrap();
+    /// assert_eq!(ev.as_change().unwrap().seq, seq);
+    /// ```
+    pub fn into_stream(self) -> crate::WatchStream<K, V> {
+        crate::WatchStream::from(self)
+    }
 
-    fn poll_next(
-        self: std::pin::Pin<&mut Self>,
+    /// One poll of a [`WatchStream`](crate::WatchStream): an owned event, or
+    /// `Pending` with `cx`'s waker registered on the feed's notifier.
+    pub(crate) fn poll_event(
+        &mut self,
         cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Self::Item>> {
+    ) -> std::task::Poll<Option<Result<Event<K, V>, Lagged>>> {
         use std::task::Poll;
-        let this = self.get_mut();
         loop {
-            match this.try_next() {
+            match self.try_next() {
                 Ok(Some(ev)) => return Poll::Ready(Some(Ok(ev.to_owned()))),
                 Err(RecvError::Lagged(l)) => return Poll::Ready(Some(Err(l))),
                 Err(RecvError::Closed) => return Poll::Ready(None),
                 Ok(None) => {}
             }
-            this.shared.notifier.register(cx.waker());
-            if !this.ready(this.shared_ref()) {
+            self.shared.notifier.register(cx.waker());
+            if !self.ready(self.shared_ref()) {
                 return Poll::Pending;
             }
         }
