@@ -11,17 +11,15 @@ use kvfeed::{Config, Event, Feed, Kind, Kinds, WatchOptions, WatchStream};
 
 type Log = Vec<(u64, Kind, String)>;
 
-fn collect(mut stream: WatchStream<String, u64>) -> impl std::future::Future<Output = Log> {
-    async move {
-        let mut got = Vec::new();
-        while let Some(item) = stream.next().await {
-            match item.expect("the ring is large enough: no lap") {
-                Event::Change(c) => got.push((c.seq, c.kind, c.key)),
-                Event::SnapshotDone { .. } => unreachable!("no snapshot was asked for"),
-            }
+async fn collect(mut stream: WatchStream<String, u64>) -> Log {
+    let mut got = Vec::new();
+    while let Some(item) = stream.next().await {
+        match item.expect("the ring is large enough: no lap") {
+            Event::Change(c) => got.push((c.seq, c.kind, c.key)),
+            Event::SnapshotDone { .. } => unreachable!("no snapshot was asked for"),
         }
-        got
     }
+    got
 }
 
 #[test]
