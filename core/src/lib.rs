@@ -33,6 +33,16 @@
 //! assert_eq!(users.try_next().unwrap_err(), RecvError::Closed);
 //! ```
 //!
+//! ## Reading
+//!
+//! A [`Watcher`] reads without blocking (`try_next`, `drain_with`,
+//! `next_batch`), with a timeout (`next_timeout`), or as a blocking
+//! `Iterator`. For async code, `watcher.into_stream()` (feature `async`)
+//! gives a `WatchStream`: a runtime-agnostic, `Send` stream of owned events.
+//! [`Feed::on`] runs a handler on a thread of its own; its [`Subscription`]
+//! reports a handler that panicked. The guide (`docs/guide.md` in the
+//! repository) has the whole API in one table and the decisions behind it.
+//!
 //! ## Guarantees
 //!
 //! 1. **Total order**: a watcher receives its events in strictly increasing seq.
@@ -96,3 +106,8 @@ pub use watcher::{WatchCloser, Watcher, SPINS, YIELDS};
 #[cfg(doctest)]
 #[doc = include_str!("../../README.md")]
 pub struct ReadmeDoctests;
+
+/// The guide's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/guide.md")]
+pub struct GuideDoctests;

@@ -140,7 +140,17 @@ impl Subscription {
     /// handler panics; returns `Err` in the second case. Blocks for as long
     /// as the feed stays open: use [`stop`](Self::stop) to end it sooner.
     ///
-    /// See the examples on [`Subscription`].
+    /// ```
+    /// use std::sync::mpsc;
+    /// use kvfeed::{Feed, WatchOptions};
+    /// let feed: Feed<u32, u32> = Feed::new();
+    /// let (tx, rx) = mpsc::channel();
+    /// let sub = feed.on(WatchOptions::all(), move |ev| tx.send(ev.unwrap()).unwrap());
+    /// for i in 0..100 { feed.put(i, i).unwrap(); }
+    /// feed.close();
+    /// sub.join().unwrap(); // returns once all 100 events were handled
+    /// assert_eq!(rx.try_iter().count(), 100);
+    /// ```
     pub fn join(mut self) -> Result<(), HandlerPanicked> {
         self.wait()
     }
@@ -192,6 +202,15 @@ impl HandlerPanicked {
     }
 
     /// The panic's message (what `panic!` or a failed `assert!` formatted).
+    ///
+    /// ```
+    /// use kvfeed::{Feed, WatchOptions};
+    /// let feed: Feed<u8, u8> = Feed::new();
+    /// let sub = feed.on(WatchOptions::all(), |ev| assert_eq!(ev.unwrap().as_change().unwrap().key, 0));
+    /// feed.put(1, 1).unwrap();
+    /// feed.close();
+    /// assert!(sub.join().unwrap_err().message().contains("assertion `left == right` failed"));
+    /// ```
     pub fn message(&self) -> &str {
         &self.message
     }
