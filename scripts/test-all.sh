@@ -18,6 +18,7 @@ cargo clippy -p kvfeed --all-targets --features async -- -D warnings
 step "cargo test (unit, property, stress, doctests)"
 cargo test --workspace
 cargo test -p kvfeed --features async --lib --test '*'
+cargo test -p kvfeed --features async --doc   # the async examples (WatchStream, the guide's tokio example)
 
 step "C ABI: header freshness, C99/C++ compile, C tests (static, shared, valgrind, ASan)"
 bash ffi/run-c-tests.sh

@@ -6,6 +6,18 @@ use crate::engine::{Guard, Node, NodeKind};
 use crate::sync::Ordering;
 
 /// The kind of a change.
+///
+/// ```
+/// use kvfeed::{Feed, Kind, WatchOptions};
+/// let feed: Feed<u8, u8> = Feed::new();
+/// let w = feed.watch(WatchOptions::all());
+/// feed.put(1, 1).unwrap();
+/// feed.put(1, 2).unwrap();
+/// feed.delete(&1).unwrap();
+/// feed.close();
+/// let kinds: Vec<Kind> = w.map(|ev| ev.unwrap().as_change().unwrap().kind).collect();
+/// assert_eq!(kinds, [Kind::Create, Kind::Update, Kind::Delete]);
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Kind {
     /// The key was absent.
@@ -18,6 +30,12 @@ pub enum Kind {
 
 impl Kind {
     /// This kind as a one-bit mask.
+    ///
+    /// ```
+    /// use kvfeed::{Kind, Kinds};
+    /// assert_eq!(Kind::Update.mask(), Kinds::UPDATE);
+    /// assert!((Kinds::CREATE | Kinds::DELETE).contains(Kind::Delete.mask()));
+    /// ```
     pub fn mask(self) -> Kinds {
         match self {
             Kind::Create => Kinds::CREATE,
@@ -47,27 +65,66 @@ pub struct Kinds(u8);
 
 impl Kinds {
     /// Creates.
+    ///
+    /// ```
+    /// assert_eq!(kvfeed::Kind::Create.mask(), kvfeed::Kinds::CREATE);
+    /// ```
     pub const CREATE: Kinds = Kinds(1);
     /// Updates.
+    ///
+    /// ```
+    /// assert_eq!(kvfeed::Kinds::UPDATE.bits(), 2);
+    /// ```
     pub const UPDATE: Kinds = Kinds(2);
     /// Deletes.
+    ///
+    /// ```
+    /// assert!(!kvfeed::Kinds::DELETE.contains(kvfeed::Kinds::CREATE));
+    /// ```
     pub const DELETE: Kinds = Kinds(4);
-    /// Every kind.
+    /// Every kind (the default of a watch).
+    ///
+    /// ```
+    /// use kvfeed::Kinds;
+    /// assert_eq!(Kinds::ALL, Kinds::CREATE | Kinds::UPDATE | Kinds::DELETE);
+    /// ```
     pub const ALL: Kinds = Kinds(7);
-    /// No kind.
+    /// No kind: a watcher with this mask receives only snapshot markers.
+    ///
+    /// ```
+    /// use kvfeed::Kinds;
+    /// assert!(Kinds::ALL.contains(Kinds::NONE) && !Kinds::NONE.contains(Kinds::CREATE));
+    /// ```
     pub const NONE: Kinds = Kinds(0);
 
     /// True when every kind of `other` is in `self`.
+    ///
+    /// ```
+    /// use kvfeed::Kinds;
+    /// let m = Kinds::CREATE | Kinds::UPDATE;
+    /// assert!(m.contains(Kinds::UPDATE) && m.contains(m) && !m.contains(Kinds::ALL));
+    /// ```
     pub fn contains(self, other: Kinds) -> bool {
         self.0 & other.0 == other.0
     }
 
-    /// The raw bits (CREATE = 1, UPDATE = 2, DELETE = 4).
+    /// The raw bits (CREATE = 1, UPDATE = 2, DELETE = 4), as the C ABI
+    /// takes them.
+    ///
+    /// ```
+    /// use kvfeed::Kinds;
+    /// assert_eq!((Kinds::CREATE | Kinds::DELETE).bits(), 5);
+    /// ```
     pub fn bits(self) -> u8 {
         self.0
     }
 
     /// From raw bits; unknown bits are dropped.
+    ///
+    /// ```
+    /// use kvfeed::Kinds;
+    /// assert_eq!(Kinds::from_bits_truncate(0xFC), Kinds::DELETE);
+    /// ```
     pub fn from_bits_truncate(bits: u8) -> Kinds {
         Kinds(bits & 7)
     }
@@ -81,6 +138,21 @@ impl std::ops::BitOr for Kinds {
 }
 
 /// An owned change: the caller keeps it as long as it likes.
+///
+/// ```
+/// use kvfeed::{Change, Event, Feed, Kind, WatchOptions};
+/// let feed: Feed<&str, u32> = Feed::new();
+/// let mut w = feed.watch(WatchOptions::all());
+/// feed.put("a", 1).unwrap();
+/// let s2 = feed.put("a", 2).unwrap();
+/// let mut buf = Vec::new();
+/// w.next_batch(&mut buf, 10).unwrap();
+/// let Event::Change(c) = &buf[1] else { unreachable!() };
+/// assert_eq!(
+///     c,
+///     &Change { seq: s2, kind: Kind::Update, key: "a", value: Some(2), old: Some(1) }
+/// );
+/// ```
 #[derive(PartialEq, Eq)]
 pub struct Change<K, V> {
     /// Its sequence number (for snapshot items: the key's version).
@@ -136,7 +208,22 @@ impl<K: fmt::Debug, V: fmt::Debug> fmt::Debug for Change<K, V> {
     }
 }
 
-/// An owned item of a watcher's stream.
+/// An owned item of a watcher's stream: what [`Watcher::next_batch`](crate::Watcher::next_batch),
+/// the blocking iterator and the async stream hand out.
+///
+/// ```
+/// use kvfeed::{Event, Feed, WatchOptions};
+/// let feed: Feed<&str, u32> = Feed::new();
+/// feed.put("a", 1).unwrap();
+/// let w = feed.watch(WatchOptions::all().snapshot());
+/// feed.close();
+/// for ev in w {
+///     match ev.unwrap() {
+///         Event::Change(c) => assert_eq!((c.key, c.value), ("a", Some(1))),
+///         Event::SnapshotDone { at, consistent_at } => assert_eq!((at, consistent_at), (1, 1)),
+///     }
+/// }
+/// ```
 #[derive(Debug, PartialEq, Eq)]
 pub enum Event<K, V> {
     /// A change.
@@ -165,6 +252,12 @@ impl<K: Clone, V: Clone> Clone for Event<K, V> {
 
 impl<K, V> Event<K, V> {
     /// The change, if this is one.
+    ///
+    /// ```
+    /// use kvfeed::Event;
+    /// let marker: Event<u8, u8> = Event::SnapshotDone { at: 3, consistent_at: 4 };
+    /// assert!(marker.as_change().is_none());
+    /// ```
     pub fn as_change(&self) -> Option<&Change<K, V>> {
         match self {
             Event::Change(c) => Some(c),
@@ -174,6 +267,19 @@ impl<K, V> Event<K, V> {
 }
 
 /// A borrowed item of a watcher's stream, valid until the watcher's next read.
+///
+/// ```
+/// use kvfeed::{EventRef, Feed, WatchOptions};
+/// let feed: Feed<String, String> = Feed::new();
+/// feed.put("k".into(), "v".into()).unwrap();
+/// let mut w = feed.watch(WatchOptions::all().snapshot());
+/// while let Some(ev) = w.try_next().unwrap() {
+///     match ev {
+///         EventRef::Change(c) => assert_eq!(c.value().map(String::as_str), Some("v")),
+///         EventRef::SnapshotDone { at, .. } => assert_eq!(at, 1),
+///     }
+/// }
+/// ```
 pub enum EventRef<'w, K, V> {
     /// A change, borrowed.
     Change(ChangeRef<'w, K, V>),
@@ -188,6 +294,16 @@ pub enum EventRef<'w, K, V> {
 
 impl<K: Clone, V: Clone> EventRef<'_, K, V> {
     /// Copies the event out (clones the key and the values).
+    ///
+    /// ```
+    /// use kvfeed::{Feed, WatchOptions};
+    /// let feed: Feed<u8, String> = Feed::new();
+    /// let mut w = feed.watch(WatchOptions::all());
+    /// feed.put(1, "one".into()).unwrap();
+    /// let kept = w.try_next().unwrap().unwrap().to_owned(); // no borrow of `w` left
+    /// assert!(w.try_next().unwrap().is_none());
+    /// assert_eq!(kept.as_change().unwrap().value.as_deref(), Some("one"));
+    /// ```
     pub fn to_owned(&self) -> Event<K, V> {
         match self {
             EventRef::Change(c) => Event::Change(c.to_owned()),
@@ -201,6 +317,13 @@ impl<K: Clone, V: Clone> EventRef<'_, K, V> {
 
 impl<'w, K, V> EventRef<'w, K, V> {
     /// The change, if this is one.
+    ///
+    /// ```
+    /// use kvfeed::{Feed, WatchOptions};
+    /// let feed: Feed<u8, u8> = Feed::new();
+    /// let mut w = feed.watch(WatchOptions::all().snapshot()); // empty store: only the marker
+    /// assert!(w.try_next().unwrap().unwrap().as_change().is_none());
+    /// ```
     pub fn as_change(&self) -> Option<&ChangeRef<'w, K, V>> {
         match self {
             EventRef::Change(c) => Some(c),
@@ -212,6 +335,22 @@ impl<'w, K, V> EventRef<'w, K, V> {
 /// A change read in place: reading it wrote nothing shared with other
 /// watchers. Keep it briefly (it holds a reclamation guard); call
 /// [`to_owned`](ChangeRef::to_owned) to keep the event.
+///
+/// ```
+/// use kvfeed::{Feed, Kind, WatchOptions};
+/// let feed: Feed<String, String> = Feed::new();
+/// let mut w = feed.watch(WatchOptions::all());
+/// feed.put("k".into(), "a".into()).unwrap();
+/// let seq = feed.put("k".into(), "b".into()).unwrap();
+/// w.try_next().unwrap();
+/// let ev = w.try_next().unwrap().unwrap();
+/// let c = ev.as_change().unwrap(); // a ChangeRef: borrowed from the ring
+/// assert_eq!(c.seq(), seq);
+/// assert_eq!(c.kind(), Kind::Update);
+/// assert_eq!(c.key(), "k");
+/// assert_eq!(c.value().map(String::as_str), Some("b"));
+/// assert_eq!(c.old().map(String::as_str), Some("a"));
+/// ```
 pub struct ChangeRef<'w, K, V> {
     inner: RefInner<'w, K, V>,
 }
@@ -267,7 +406,15 @@ impl<'w, K, V> ChangeRef<'w, K, V> {
         }
     }
 
-    /// The sequence number.
+    /// The sequence number (for a snapshot item: the key's version).
+    ///
+    /// ```
+    /// use kvfeed::{Feed, WatchOptions};
+    /// let feed: Feed<u8, u8> = Feed::new();
+    /// let mut w = feed.watch(WatchOptions::all());
+    /// let seq = feed.put(1, 1).unwrap();
+    /// assert_eq!(w.try_next().unwrap().unwrap().as_change().unwrap().seq(), seq);
+    /// ```
     pub fn seq(&self) -> u64 {
         match self.node() {
             Ok(n) => n.seq.load(Ordering::Relaxed),
@@ -276,6 +423,15 @@ impl<'w, K, V> ChangeRef<'w, K, V> {
     }
 
     /// Create, Update or Delete.
+    ///
+    /// ```
+    /// use kvfeed::{Feed, Kind, WatchOptions};
+    /// let feed: Feed<u8, u8> = Feed::new();
+    /// feed.put(1, 1).unwrap();
+    /// let mut w = feed.watch(WatchOptions::all());
+    /// feed.delete(&1).unwrap();
+    /// assert_eq!(w.try_next().unwrap().unwrap().as_change().unwrap().kind(), Kind::Delete);
+    /// ```
     pub fn kind(&self) -> Kind {
         match self.node() {
             Ok(n) => Kind::of(n.kind),
@@ -284,6 +440,14 @@ impl<'w, K, V> ChangeRef<'w, K, V> {
     }
 
     /// The key.
+    ///
+    /// ```
+    /// use kvfeed::{Feed, WatchOptions};
+    /// let feed: Feed<String, u8> = Feed::new();
+    /// let mut w = feed.watch(WatchOptions::all());
+    /// feed.put("k".into(), 1).unwrap();
+    /// assert_eq!(w.try_next().unwrap().unwrap().as_change().unwrap().key(), "k");
+    /// ```
     pub fn key(&self) -> &K {
         match self.node() {
             Ok(n) => &n.key,
@@ -291,7 +455,17 @@ impl<'w, K, V> ChangeRef<'w, K, V> {
         }
     }
 
-    /// The new value (Create, Update).
+    /// The new value (Create, Update); `None` for a Delete.
+    ///
+    /// ```
+    /// use kvfeed::{Feed, WatchOptions};
+    /// let feed: Feed<u8, u8> = Feed::new();
+    /// let mut w = feed.watch(WatchOptions::all());
+    /// feed.put(1, 10).unwrap();
+    /// feed.delete(&1).unwrap();
+    /// assert_eq!(w.try_next().unwrap().unwrap().as_change().unwrap().value(), Some(&10));
+    /// assert_eq!(w.try_next().unwrap().unwrap().as_change().unwrap().value(), None);
+    /// ```
     pub fn value(&self) -> Option<&V> {
         match self.node() {
             Ok(n) => n.value.as_ref(),
@@ -299,7 +473,17 @@ impl<'w, K, V> ChangeRef<'w, K, V> {
         }
     }
 
-    /// The previous value (Update, Delete).
+    /// The previous value (Update, Delete); `None` for a Create.
+    ///
+    /// ```
+    /// use kvfeed::{Feed, WatchOptions};
+    /// let feed: Feed<u8, u8> = Feed::new();
+    /// let mut w = feed.watch(WatchOptions::all());
+    /// feed.put(1, 10).unwrap();
+    /// feed.delete(&1).unwrap();
+    /// assert_eq!(w.try_next().unwrap().unwrap().as_change().unwrap().old(), None);
+    /// assert_eq!(w.try_next().unwrap().unwrap().as_change().unwrap().old(), Some(&10));
+    /// ```
     pub fn old(&self) -> Option<&V> {
         match self.node() {
             // SAFETY: a ChangeRef over a node is only made (`live`, `guarded`) for
@@ -310,6 +494,15 @@ impl<'w, K, V> ChangeRef<'w, K, V> {
     }
 
     /// Copies the change out (clones the key and the values).
+    ///
+    /// ```
+    /// use kvfeed::{Change, Feed, Kind, WatchOptions};
+    /// let feed: Feed<u8, u8> = Feed::new();
+    /// let mut w = feed.watch(WatchOptions::all());
+    /// let seq = feed.put(1, 10).unwrap();
+    /// let c: Change<u8, u8> = w.try_next().unwrap().unwrap().as_change().unwrap().to_owned();
+    /// assert_eq!(c, Change { seq, kind: Kind::Create, key: 1, value: Some(10), old: None });
+    /// ```
     pub fn to_owned(&self) -> Change<K, V>
     where
         K: Clone,

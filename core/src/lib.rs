@@ -33,6 +33,16 @@
 //! assert_eq!(users.try_next().unwrap_err(), RecvError::Closed);
 //! ```
 //!
+//! ## Reading
+//!
+//! A [`Watcher`] reads without blocking (`try_next`, `drain_with`,
+//! `next_batch`), with a timeout (`next_timeout`), or as a blocking
+//! `Iterator`. For async code, `watcher.into_stream()` (feature `async`)
+//! gives a `WatchStream`: a runtime-agnostic, `Send` stream of owned events.
+//! [`Feed::on`] runs a handler on a thread of its own; its [`Subscription`]
+//! reports a handler that panicked. The guide (`docs/guide.md` in the
+//! repository) has the whole API in one table and the decisions behind it.
+//!
 //! ## Guarantees
 //!
 //! 1. **Total order**: a watcher receives its events in strictly increasing seq.
@@ -45,14 +55,19 @@
 //! 5. **Resume** from any seq still in the ring ([`WatchOptions::from`]).
 //! 6. **Snapshot + live**, gapless ([`WatchOptions::snapshot`]).
 //! 7. **Bounded memory**: the ring's capacity is fixed; overwritten events
-//!    and deleted keys are reclaimed (seize, the same scheme as papaya's).
-//! 8. **Progress**: reads never take a lock; writes are lock-free.
+//!    and deleted keys are reclaimed (epoch-style, through seize).
+//! 8. **Progress**: `get` and watcher reads never wait for anyone; writes
+//!    to different keys never wait for each other (a write may wait out
+//!    another write to the *same* key, a few stores).
 //!
 //! ## Limits
 //!
 //! * A writer preempted between claiming a seq and publishing it holds every
 //!   watcher at that seq until it runs again (they see "nothing yet", not a
-//!   gap). Writers never wait for one another, only watchers wait.
+//!   gap). Sequence numbers are dense: every seq up to the head is an event.
+//! * A write waits while another write to the same key is between its CAS
+//!   and its final store, or while a table migration copies that key's slot;
+//!   a snapshot scan waits the same way for a key being written.
 //! * A slow reader holding an event (a [`ChangeRef`]) delays reclamation of
 //!   everything retired meanwhile: keep borrowed events short-lived.
 //! * `delete_prefix` is one delete per key, not an atomic batch.
@@ -67,6 +82,8 @@ mod event;
 mod feed;
 mod notify;
 mod snapshot;
+#[cfg(feature = "async")]
+mod stream;
 mod subscribe;
 mod sync;
 mod watch;
@@ -80,7 +97,9 @@ pub use equivalent::Equivalent;
 pub use error::{CasError, Lagged, RecvError, WriteError};
 pub use event::{Change, ChangeRef, Event, EventRef, Kind, Kinds};
 pub use feed::Feed;
-pub use subscribe::Subscription;
+#[cfg(feature = "async")]
+pub use stream::WatchStream;
+pub use subscribe::{HandlerPanicked, Subscription};
 pub use watch::WatchOptions;
 pub use watcher::{WatchCloser, Watcher, SPINS, YIELDS};
 
@@ -88,3 +107,8 @@ pub use watcher::{WatchCloser, Watcher, SPINS, YIELDS};
 #[cfg(doctest)]
 #[doc = include_str!("../../README.md")]
 pub struct ReadmeDoctests;
+
+/// The guide's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/guide.md")]
+pub struct GuideDoctests;

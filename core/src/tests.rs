@@ -277,7 +277,8 @@ fn stream_yields_events_and_ends_on_close() {
         })
     };
     let seqs: Vec<u64> = futures_executor::block_on(
-        StreamExt::map(w, |e| e.unwrap().as_change().unwrap().seq).collect::<Vec<_>>(),
+        StreamExt::map(w.into_stream(), |e| e.unwrap().as_change().unwrap().seq)
+            .collect::<Vec<_>>(),
     );
     writer.join().unwrap();
     assert_eq!(seqs, (1..=1000).collect::<Vec<_>>());

@@ -69,6 +69,15 @@ impl<K> Default for WatchOptions<K> {
 
 impl<K> WatchOptions<K> {
     /// Every key, every kind, starting after the current head.
+    ///
+    /// ```
+    /// use kvfeed::{Feed, WatchOptions};
+    /// let feed: Feed<u8, u8> = Feed::new();
+    /// feed.put(1, 1).unwrap(); // before the watcher: not seen
+    /// let mut w = feed.watch(WatchOptions::all());
+    /// let s2 = feed.put(2, 2).unwrap();
+    /// assert_eq!(w.try_next().unwrap().unwrap().as_change().unwrap().seq(), s2);
+    /// ```
     pub fn all() -> Self {
         WatchOptions {
             keys: Vec::new(),
@@ -79,18 +88,48 @@ impl<K> WatchOptions<K> {
     }
 
     /// Also match this key.
+    ///
+    /// ```
+    /// use kvfeed::{Feed, WatchOptions};
+    /// let feed: Feed<String, u8> = Feed::new();
+    /// let mut w = feed.watch(WatchOptions::all().key("theme".to_string()));
+    /// feed.put("lang".into(), 1).unwrap();
+    /// feed.put("theme".into(), 2).unwrap();
+    /// assert_eq!(w.try_next().unwrap().unwrap().as_change().unwrap().key(), "theme");
+    /// assert!(w.try_next().unwrap().is_none());
+    /// ```
     pub fn key(mut self, key: K) -> Self {
         self.keys.push(key);
         self
     }
 
-    /// Also match these keys.
+    /// Also match these keys (many keys are looked up in a hash set).
+    ///
+    /// ```
+    /// use kvfeed::{Feed, WatchOptions};
+    /// let feed: Feed<u32, u32> = Feed::new();
+    /// let mut w = feed.watch(WatchOptions::all().keys((0..100).filter(|k| k % 10 == 0)));
+    /// for k in 0..100 { feed.put(k, k).unwrap(); }
+    /// let mut buf = Vec::new();
+    /// assert_eq!(w.next_batch(&mut buf, 1000).unwrap(), 10);
+    /// ```
     pub fn keys(mut self, keys: impl IntoIterator<Item = K>) -> Self {
         self.keys.extend(keys);
         self
     }
 
-    /// Also match keys starting with `prefix` (byte-like keys).
+    /// Also match keys starting with `prefix` (byte-like keys: `String`,
+    /// `Vec<u8>`, `&str`, ...).
+    ///
+    /// ```
+    /// use kvfeed::{Feed, WatchOptions};
+    /// let feed: Feed<Vec<u8>, u8> = Feed::new();
+    /// let mut w = feed.watch(WatchOptions::all().prefix(b"\x01"));
+    /// feed.put(vec![0, 1], 1).unwrap();
+    /// feed.put(vec![1, 0], 2).unwrap();
+    /// assert_eq!(w.try_next().unwrap().unwrap().as_change().unwrap().key(), &[1, 0]);
+    /// assert!(w.try_next().unwrap().is_none());
+    /// ```
     pub fn prefix(self, prefix: impl AsRef<[u8]>) -> Self
     where
         K: AsRef<[u8]>,
@@ -99,13 +138,35 @@ impl<K> WatchOptions<K> {
         self.matching(move |k: &K| k.as_ref().starts_with(&prefix))
     }
 
-    /// Also match keys for which `predicate` is true (any key type).
+    /// Also match keys for which `predicate` is true (any key type). It runs
+    /// on the watcher's thread, once per event it reads.
+    ///
+    /// ```
+    /// use kvfeed::{Feed, WatchOptions};
+    /// let feed: Feed<(u32, u32), &str> = Feed::new(); // (tenant, id)
+    /// let mut w = feed.watch(WatchOptions::all().matching(|&(tenant, _)| tenant == 7));
+    /// feed.put((1, 1), "a").unwrap();
+    /// feed.put((7, 1), "b").unwrap();
+    /// assert_eq!(w.try_next().unwrap().unwrap().as_change().unwrap().value(), Some(&"b"));
+    /// assert!(w.try_next().unwrap().is_none());
+    /// ```
     pub fn matching(mut self, predicate: impl Fn(&K) -> bool + Send + Sync + 'static) -> Self {
         self.predicates.push(Arc::new(predicate));
         self
     }
 
     /// Only these kinds (default: all).
+    ///
+    /// ```
+    /// use kvfeed::{Feed, Kind, Kinds, WatchOptions};
+    /// let feed: Feed<u8, u8> = Feed::new();
+    /// let mut deletes = feed.watch(WatchOptions::all().kinds(Kinds::DELETE));
+    /// feed.put(1, 1).unwrap();
+    /// feed.put(1, 2).unwrap();
+    /// feed.delete(&1).unwrap();
+    /// assert_eq!(deletes.try_next().unwrap().unwrap().as_change().unwrap().kind(), Kind::Delete);
+    /// assert!(deletes.try_next().unwrap().is_none());
+    /// ```
     pub fn kinds(mut self, kinds: Kinds) -> Self {
         self.kinds = kinds;
         self
@@ -114,6 +175,22 @@ impl<K> WatchOptions<K> {
     /// Start at `seq` (0 is taken as 1). A seq already overwritten is
     /// reported as `Lagged` by the first read; a seq not written yet is
     /// waited for.
+    ///
+    /// ```
+    /// use kvfeed::{Config, Feed, RecvError, WatchOptions};
+    /// let feed: Feed<u8, u8> = Feed::with_config(Config::new().capacity(4)).unwrap();
+    /// for i in 0..3 { feed.put(i, i).unwrap(); }
+    /// // Replay from seq 2 (still in the ring):
+    /// let mut w = feed.watch(WatchOptions::all().from(2));
+    /// assert_eq!(w.try_next().unwrap().unwrap().as_change().unwrap().seq(), 2);
+    /// // Seq 1 is overwritten once the ring has moved on: `Lagged` at once.
+    /// for i in 3..8 { feed.put(i, i).unwrap(); }
+    /// let mut old = feed.watch(WatchOptions::all().from(1));
+    /// match old.try_next() {
+    ///     Err(RecvError::Lagged(l)) => assert_eq!(l.missed, l.resume_at - 1),
+    ///     other => panic!("expected a lap, got {other:?}"),
+    /// };
+    /// ```
     pub fn from(mut self, seq: u64) -> Self {
         self.start = Start::From(seq.max(1));
         self
@@ -123,6 +200,29 @@ impl<K> WatchOptions<K> {
     /// version), then `SnapshotDone`, then live events (guarantee 6).
     /// Snapshot items are subject to the key filter, and are sent only when
     /// `Create` is in the kind mask.
+    ///
+    /// ```
+    /// use std::collections::HashMap;
+    /// use kvfeed::{Event, Feed, WatchOptions};
+    /// let feed: Feed<String, u32> = Feed::new();
+    /// feed.put("a".into(), 1).unwrap();
+    /// feed.put("b".into(), 2).unwrap();
+    /// feed.delete("a").unwrap();
+    /// let w = feed.watch(WatchOptions::all().snapshot());
+    /// feed.put("c".into(), 3).unwrap();
+    /// feed.close();
+    /// let mut view = HashMap::new();
+    /// for ev in w {
+    ///     match ev.unwrap() {
+    ///         Event::Change(c) => match c.value {
+    ///             Some(v) => { view.insert(c.key, v); }
+    ///             None => { view.remove(&c.key); }
+    ///         },
+    ///         Event::SnapshotDone { at, .. } => assert_eq!(at, 3), // live events follow from 4
+    ///     }
+    /// }
+    /// assert_eq!(view, HashMap::from([("b".to_string(), 2), ("c".to_string(), 3)]));
+    /// ```
     pub fn snapshot(mut self) -> Self {
         self.start = Start::Snapshot;
         self

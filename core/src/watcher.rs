@@ -27,12 +27,22 @@ use crate::watch::{Filter, Start, WatchOptions};
 
 /// How many times `next_timeout` re-checks (with a CPU spin hint) before
 /// it starts yielding.
+///
+/// ```
+/// // A blocking read spins, then yields, then parks: this many checks
+/// // happen before the thread sleeps.
+/// assert_eq!(kvfeed::SPINS + kvfeed::YIELDS, 80);
+/// ```
 pub const SPINS: u32 = 64;
 
 /// How many times `next_timeout` then yields its thread and re-checks before
 /// parking. On a machine with few cores a writer is often waiting for the
 /// core the watcher holds; yielding lets it publish without a futex round
 /// trip, and parking still follows quickly when the feed is idle.
+///
+/// ```
+/// assert!(kvfeed::YIELDS < kvfeed::SPINS);
+/// ```
 pub const YIELDS: u32 = 16;
 
 /// How many published events a blocking read passes over (filtered out)
@@ -59,6 +69,55 @@ pub const SCAN_BUDGET: usize = 1024;
 /// After [`Feed::close`](crate::Feed::close), reads return what is still in
 /// the ring, then `Err(RecvError::Closed)`. After [`WatchCloser::close`],
 /// reads return `Closed` at once.
+///
+/// ## Reading
+///
+/// | method | blocks | event |
+/// |---|---|---|
+/// | [`try_next`](Self::try_next) | never | borrowed ([`EventRef`]) |
+/// | [`next_timeout`](Self::next_timeout) | up to a timeout | borrowed |
+/// | [`drain_with`](Self::drain_with) | never | borrowed, a batch under one guard (the cheapest) |
+/// | [`next_batch`](Self::next_batch) | never | owned ([`Event`]), a batch |
+/// | `Iterator::next` (`for ev in w`) | until an event or the end | owned |
+/// | `into_stream()` (feature `async`: a `WatchStream`) | awaits | owned |
+///
+/// A borrowed event holds a reclamation guard until it is dropped: act on it
+/// (or copy it with `to_owned`) and let it go before the next read.
+///
+/// # Examples
+///
+/// A consumer that handles laps by recovering in place:
+///
+/// ```
+/// use std::collections::HashMap;
+/// use kvfeed::{Config, Feed, RecvError, WatchOptions};
+///
+/// let feed: Feed<u32, u32> = Feed::with_config(Config::new().capacity(8)).unwrap();
+/// let mut w = feed.watch(WatchOptions::all());
+/// for i in 0..20 {
+///     feed.put(i % 5, i).unwrap(); // 20 writes into a ring of 8: `w` is lapped
+/// }
+/// let mut view = HashMap::new();
+/// loop {
+///     let lapped = match w.try_next() {
+///         Ok(Some(ev)) => {
+///             if let Some(c) = ev.as_change() {
+///                 view.insert(*c.key(), *c.value().unwrap()); // no deletes here
+///             } // else: the end of the snapshot
+///             None
+///         }
+///         Ok(None) | Err(RecvError::Closed) => break,
+///         Err(RecvError::Lagged(l)) => Some(l),
+///     };
+///     if let Some(l) = lapped {
+///         assert_eq!(l.missed, l.resume_at - 1);
+///         view.clear();
+///         w.resnapshot(); // every live key, then live events
+///     }
+/// }
+/// let store: HashMap<u32, u32> = (0..5).map(|k| (k, feed.get(&k).unwrap().0)).collect();
+/// assert_eq!(view, store);
+/// ```
 pub struct Watcher<K, V> {
     shared: Arc<Engine<K, V>>,
     reader: Reader<K, V>,
@@ -122,12 +181,38 @@ where
         w
     }
 
-    /// The next seq this watcher will read.
+    /// The next seq this watcher will read. Save it to resume later with
+    /// [`WatchOptions::from`] (while that seq is still in the ring).
+    ///
+    /// ```
+    /// use kvfeed::{Feed, WatchOptions};
+    /// let feed: Feed<u8, u8> = Feed::new();
+    /// let mut w = feed.watch(WatchOptions::all());
+    /// assert_eq!(w.cursor(), 1);
+    /// feed.put(1, 1).unwrap();
+    /// w.try_next().unwrap();
+    /// let saved = w.cursor();
+    /// drop(w);
+    /// let s2 = feed.put(2, 2).unwrap();
+    /// let mut resumed = feed.watch(WatchOptions::all().from(saved));
+    /// assert_eq!(resumed.try_next().unwrap().unwrap().as_change().unwrap().seq(), s2);
+    /// ```
     pub fn cursor(&self) -> u64 {
         self.reader.cursor
     }
 
-    /// How far behind the head this watcher is (for metrics).
+    /// How far behind the head this watcher is, in seqs (for metrics).
+    ///
+    /// ```
+    /// use kvfeed::{Feed, WatchOptions};
+    /// let feed: Feed<u8, u8> = Feed::new();
+    /// let mut w = feed.watch(WatchOptions::all());
+    /// feed.put(1, 1).unwrap();
+    /// feed.put(2, 2).unwrap();
+    /// assert_eq!(w.lag(), 2);
+    /// w.try_next().unwrap();
+    /// assert_eq!(w.lag(), 1);
+    /// ```
     pub fn lag(&self) -> u64 {
         (self.shared.head() + 1).saturating_sub(self.reader.cursor)
     }
@@ -135,6 +220,21 @@ where
     /// Restarts from a fresh snapshot, in place (to recover from a lap
     /// without dropping the watcher): the next reads return one `Create` per
     /// live matching key, `SnapshotDone`, then live events.
+    ///
+    /// ```
+    /// use kvfeed::{Config, Event, Feed, RecvError, WatchOptions};
+    /// let feed: Feed<u8, u32> = Feed::with_config(Config::new().capacity(4)).unwrap();
+    /// let mut w = feed.watch(WatchOptions::all());
+    /// for i in 0..10 {
+    ///     feed.put((i % 3) as u8, i).unwrap();
+    /// }
+    /// assert!(matches!(w.try_next(), Err(RecvError::Lagged(_))));
+    /// w.resnapshot();
+    /// let mut buf = Vec::new();
+    /// w.next_batch(&mut buf, 100).unwrap();
+    /// assert_eq!(buf.len(), 4); // three live keys, then the marker
+    /// assert!(matches!(buf[3], Event::SnapshotDone { at: 10, .. }));
+    /// ```
     pub fn resnapshot(&mut self) {
         let snapshot = Snapshot::take(&self.shared, &self.reader.filter);
         self.reader.cursor = snapshot.at + 1;
@@ -142,7 +242,19 @@ where
         self.reader.lent = None;
     }
 
-    /// A handle that closes this watcher from any thread.
+    /// A handle that closes this watcher from any thread (waking it if it
+    /// is blocked); see [`WatchCloser`].
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use kvfeed::{Feed, RecvError, WatchOptions};
+    /// let feed: Feed<u8, u8> = Feed::new();
+    /// let mut w = feed.watch(WatchOptions::all());
+    /// let closer = w.closer();
+    /// let reader = std::thread::spawn(move || w.next_timeout(Duration::from_secs(3600)).map(|_| ()));
+    /// closer.close(); // the blocked reader returns at once
+    /// assert_eq!(reader.join().unwrap(), Err(RecvError::Closed));
+    /// ```
     pub fn closer(&self) -> WatchCloser {
         WatchCloser {
             closed: self.reader.closed.clone(),
@@ -175,6 +287,20 @@ where
 
     /// The next matching event, waiting up to `timeout`: a short spin, then
     /// parked. `Ok(None)` when the time ran out.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use kvfeed::{Feed, WatchOptions};
+    /// let feed: Feed<u8, u8> = Feed::new();
+    /// let mut w = feed.watch(WatchOptions::all());
+    /// assert!(w.next_timeout(Duration::from_millis(1)).unwrap().is_none());
+    /// let writer = {
+    ///     let feed = feed.clone();
+    ///     std::thread::spawn(move || feed.put(1, 1).unwrap())
+    /// };
+    /// let ev = w.next_timeout(Duration::from_secs(60)).unwrap().unwrap(); // parks until the write
+    /// assert_eq!(ev.as_change().unwrap().seq(), writer.join().unwrap());
+    /// ```
     pub fn next_timeout(
         &mut self,
         timeout: Duration,
@@ -231,6 +357,19 @@ where
     /// Appends up to `max` matching events (owned) to `buf` without
     /// blocking; returns how many. A lap or close is reported only when no
     /// event was appended (the events before it are returned first).
+    ///
+    /// ```
+    /// use kvfeed::{Feed, Event, WatchOptions};
+    /// let feed: Feed<u32, u32> = Feed::new();
+    /// let mut w = feed.watch(WatchOptions::all());
+    /// for i in 0..5 { feed.put(i, i).unwrap(); }
+    /// let mut buf = Vec::new();
+    /// assert_eq!(w.next_batch(&mut buf, 3).unwrap(), 3);
+    /// assert_eq!(w.next_batch(&mut buf, 3).unwrap(), 2);
+    /// assert_eq!(w.next_batch(&mut buf, 3).unwrap(), 0); // nothing more yet
+    /// let seqs: Vec<u64> = buf.iter().filter_map(Event::as_change).map(|c| c.seq).collect();
+    /// assert_eq!(seqs, [1, 2, 3, 4, 5]);
+    /// ```
     pub fn next_batch(
         &mut self,
         buf: &mut Vec<Event<K, V>>,
@@ -443,7 +582,18 @@ where
 {
     type Item = Result<Event<K, V>, Lagged>;
 
-    /// Blocks for the next event; `None` once the watcher or feed is closed.
+    /// Blocks for the next event (owned); `None` once the watcher or feed is
+    /// closed and everything readable was read.
+    ///
+    /// ```
+    /// use kvfeed::{Feed, WatchOptions};
+    /// let feed: Feed<u8, u8> = Feed::new();
+    /// let w = feed.watch(WatchOptions::all());
+    /// for i in 0..3 { feed.put(i, i).unwrap(); }
+    /// feed.close();
+    /// let keys: Vec<u8> = w.map(|ev| ev.unwrap().as_change().unwrap().key).collect();
+    /// assert_eq!(keys, [0, 1, 2]);
+    /// ```
     fn next(&mut self) -> Option<Self::Item> {
         match self.next_until(None) {
             Ok(Some(ev)) => Some(Ok(ev.to_owned())),
@@ -454,7 +604,19 @@ where
     }
 }
 
-/// Closes one watcher from any thread, waking it if it is blocked.
+/// Closes one watcher from any thread, waking it if it is blocked. Made by
+/// [`Watcher::closer`]; cheap to clone.
+///
+/// ```
+/// use kvfeed::{Feed, WatchOptions};
+/// let feed: Feed<u8, u8> = Feed::new();
+/// let w = feed.watch(WatchOptions::all());
+/// let closer = w.closer();
+/// let reader = std::thread::spawn(move || w.count()); // blocks until closed
+/// feed.put(1, 1).unwrap();
+/// closer.clone().close();
+/// assert!(reader.join().unwrap() <= 1);
+/// ```
 #[derive(Clone)]
 pub struct WatchCloser {
     closed: Arc<AtomicBool>,
@@ -468,36 +630,62 @@ impl fmt::Debug for WatchCloser {
 }
 
 impl WatchCloser {
-    /// Makes the watcher's reads return `Closed` from now on.
+    /// Makes the watcher's reads return `Closed` from now on (what it has not
+    /// read is dropped; the feed and other watchers are unaffected).
+    ///
+    /// ```
+    /// use kvfeed::{Feed, RecvError, WatchOptions};
+    /// let feed: Feed<u8, u8> = Feed::new();
+    /// let mut w = feed.watch(WatchOptions::all());
+    /// feed.put(1, 1).unwrap();
+    /// w.closer().close();
+    /// assert_eq!(w.try_next().unwrap_err(), RecvError::Closed);
+    /// assert!(!feed.is_closed());
+    /// ```
     pub fn close(&self) {
         self.closed.store(true, Ordering::SeqCst);
         self.notifier.wake_all();
     }
 }
 
+// No `Stream` impl here on purpose: see `WatchStream` (stream.rs) for why.
 #[cfg(feature = "async")]
-impl<K, V> futures_core::Stream for Watcher<K, V>
+impl<K, V> Watcher<K, V>
 where
     K: Hash + Eq + Clone + 'static,
     V: Clone + 'static,
 {
-    type Item = Result<Event<K, V>, Lagged>;
+    /// Turns this watcher into an async [`Stream`](futures_core::Stream) of
+    /// owned events (feature `async`); see [`WatchStream`](crate::WatchStream).
+    ///
+    /// ```
+    /// use kvfeed::{Feed, WatchOptions};
+    /// let feed: Feed<u32, u32> = Feed::new();
+    /// let mut stream = feed.watch(WatchOptions::all()).into_stream();
+    /// let seq = feed.put(1, 10).unwrap();
+    /// let ev = futures_executor::block_on(stream.recv()).unwrap().unwrap();
+    /// assert_eq!(ev.as_change().unwrap().seq, seq);
+    /// ```
+    pub fn into_stream(self) -> crate::WatchStream<K, V> {
+        crate::WatchStream::from(self)
+    }
 
-    fn poll_next(
-        self: std::pin::Pin<&mut Self>,
+    /// One poll of a [`WatchStream`](crate::WatchStream): an owned event, or
+    /// `Pending` with `cx`'s waker registered on the feed's notifier.
+    pub(crate) fn poll_event(
+        &mut self,
         cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Self::Item>> {
+    ) -> std::task::Poll<Option<Result<Event<K, V>, Lagged>>> {
         use std::task::Poll;
-        let this = self.get_mut();
         loop {
-            match this.try_next() {
+            match self.try_next() {
                 Ok(Some(ev)) => return Poll::Ready(Some(Ok(ev.to_owned()))),
                 Err(RecvError::Lagged(l)) => return Poll::Ready(Some(Err(l))),
                 Err(RecvError::Closed) => return Poll::Ready(None),
                 Ok(None) => {}
             }
-            this.shared.notifier().register(cx.waker());
-            if !this.reader.ready(&this.shared) {
+            self.shared.notifier().register(cx.waker());
+            if !self.reader.ready(&self.shared) {
                 return Poll::Pending;
             }
         }
