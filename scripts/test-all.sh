@@ -14,6 +14,9 @@ cargo fmt --all --check
 step "cargo clippy --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
 cargo clippy -p kvfeed --all-targets --features async -- -D warnings
+step "cargo clippy under --cfg kvfeed_loom (the loom facade and stand-ins)"
+CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}/loom" RUSTFLAGS="${RUSTFLAGS:-} --cfg kvfeed_loom" \
+  cargo clippy -p kvfeed -p loom-tests --features kvfeed/loom --all-targets -- -D warnings
 
 step "cargo test (unit, property, stress, doctests)"
 cargo test --workspace

@@ -90,6 +90,23 @@ fn capacity_must_be_a_power_of_two_of_at_least_two() {
 }
 
 #[test]
+fn a_ring_the_machine_cannot_hold_is_an_error_not_an_abort() {
+    // 2^40 slots of 32 bytes: 32 TiB, more than any machine here has.
+    let capacity = 1usize << 40;
+    match Feed::<u64, u64>::with_config(Config::new().capacity(capacity)) {
+        Err(ConfigError::OutOfMemory { capacity: c, bytes }) => {
+            assert_eq!(c, capacity);
+            assert!(bytes >= capacity);
+        }
+        Err(e) => panic!("expected OutOfMemory, got {e}"),
+        Ok(_) => panic!("a 32 TiB ring was allocated"),
+    }
+    // And the process is still fine: a normal feed works.
+    let feed: Feed<u64, u64> = Feed::new();
+    assert_eq!(feed.put(1, 1), Ok(1));
+}
+
+#[test]
 fn oversize_writes_change_nothing() {
     let feed: Feed<Vec<u8>, Vec<u8>> =
         Feed::with_config(Config::new().max_key_len(4).max_value_len(8)).unwrap();
