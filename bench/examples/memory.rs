@@ -37,11 +37,28 @@ use std::process::Command;
 use kvfeed_bench::json::Json;
 use kvfeed_bench::keys::{self, Dist};
 use kvfeed_bench::settings::Sizes;
-use kvfeed_bench::threaded::{machine_json, write_extra};
+use kvfeed_bench::threaded::{mem_total_bytes, write_extra};
 use kvfeed_bench::{for_each_impl, FeedUnderTest, ForEachImpl, Recv};
 
 /// The plain map every figure is compared with.
 const STD_HASHMAP: &str = "std::HashMap<u64,u64>";
+
+/// The machine, for the JSON (no "quick" flag: this example always runs the
+/// sizes it is given).
+fn machine_json() -> Json {
+    Json::obj()
+        .with(
+            "cores",
+            std::thread::available_parallelism().map_or(0, |n| n.get()),
+        )
+        .with("mem_bytes", mem_total_bytes())
+        .with(
+            "loadavg",
+            std::fs::read_to_string("/proc/loadavg")
+                .unwrap_or_default()
+                .trim(),
+        )
+}
 
 /// `VmRSS` of this process in bytes.
 fn rss_bytes() -> u64 {
@@ -184,11 +201,8 @@ impl ForEachImpl for Flat {
         let mask = seq.len() - 1;
         let feed = F::new(ring, Sizes::FULL.channel_capacity);
         let mut w = feed.watch();
-        let (puts, sample_every, read_every) = (
-            self.puts,
-            (self.puts / 20).max(1),
-            (self.puts / 100).max(1),
-        );
+        let (puts, sample_every, read_every) =
+            (self.puts, (self.puts / 20).max(1), (self.puts / 100).max(1));
         let (mut received, mut told) = (0u64, 0u64);
         let mut samples: Vec<(u64, u64)> = vec![(0, rss_bytes())];
         println!(

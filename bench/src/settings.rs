@@ -211,7 +211,10 @@ mod tests {
 
     #[test]
     fn filters_with_alternatives_and_anchors() {
-        assert!(filter_may_match("w1/uniform|w2/N=0", "w1/uniform/K=4/kvfeed"));
+        assert!(filter_may_match(
+            "w1/uniform|w2/N=0",
+            "w1/uniform/K=4/kvfeed"
+        ));
         assert!(filter_may_match("w1/uniform|w2/N=0", "w2/N=0/kvfeed"));
         assert!(!filter_may_match("w1/uniform|w2/N=0", "w1/zipf/K=4/kvfeed"));
         assert!(!filter_may_match("^w2/N=0", "w2/N=4096/x"));
