@@ -261,6 +261,18 @@ def w1_tables(rep, crit, ci):
                                                               NAMES[bp], fmt_ns(bv)))
             rep.add("| " + " | ".join(cells) + " |")
         rep.add()
+    # At K = 0 nothing is read: both classes measured the same puts, so their
+    # two numbers for one implementation show how noisy the run was.
+    for dist in ("uniform", "zipf"):
+        row = crit.get("w1/%s/K=0" % dist, {})
+        pairs = [("kvfeed", row.get("kvfeed"), row.get("kvfeed(try_next-per-event)")),
+                 ("mutex", row.get("mutex+vecdeque"), row.get("mutex+vecdeque(lock-per-event)"))]
+        pairs = [(n, a, b) for n, a, b in pairs if a and b]
+        if pairs:
+            rep.add("Noise check, w1/%s/K=0 (no reads: the two classes measured the same puts): %s." % (
+                dist, "; ".join("%s %s vs %s (%.2f×)" % (n, fmt_ns(a), fmt_ns(b), max(a, b) / min(a, b))
+                                for n, a, b in pairs)))
+            rep.add()
 
 
 def w2_targets(rep, crit, ci):
