@@ -9,5 +9,12 @@ cd "$(dirname "$0")/.."
 export KVFEED_BENCH_QUICK=1
 start=$(date +%s)
 cargo bench -p kvfeed-bench -- "$@"
+# The measurement examples, tiny sizes (bench/issue9.sh runs them in full;
+# the instruction counts need valgrind: bench/callgrind.sh).
+cargo run --release -q -p kvfeed-bench --example memory -- keys 20000
+cargo run --release -q -p kvfeed-bench --example memory -- flat 200000 10000
+cargo run --release -q -p kvfeed-bench --example instr -- put kvfeed 2
+cargo run --release -q -p kvfeed-bench --example instr -- drain kvfeed 2
+cargo run --release -q -p kvfeed-bench --example instr -- drain "kvfeed(try_next-per-event)" 2
 python3 bench/report.py
 echo "bench quick mode: done in $(( $(date +%s) - start )) s"

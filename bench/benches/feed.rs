@@ -2,10 +2,14 @@
 //!
 //! - W1 `w1/{uniform,zipf}/K={0,1,4,16,64}`: end-to-end cost per event. Each
 //!   iteration puts a batch on 100k keys, then drains every one of K watchers
-//!   on the same thread (throughput = events put). Drains use each design's
-//!   batch read (kvfeed `drain_with`, the mutex peer's one lock per drain);
-//!   both also run reading one event per call (`kvfeed(try_next-per-event)`,
-//!   `mutex+vecdeque(lock-per-event)`).
+//!   on the same thread (throughput = events put). Two classes, compared
+//!   within their class by `bench/report.py` (issue 9): per-event reads
+//!   (`kvfeed(try_next-per-event)`, `mutex+vecdeque(lock-per-event)`,
+//!   tokio's `try_recv`, crossbeam's `try_recv`, async-broadcast, bus) and
+//!   batch reads (`kvfeed`, which drains with `drain_with`, and
+//!   `mutex+vecdeque`, which copies everything available into the watcher's
+//!   buffer under one lock). Same keys, values, allocator and capacities for
+//!   all.
 //! - W2 `w2/N={0,16,256,4096}`: writer cost per put with N registered
 //!   watchers that never read (their channels fill / they get lapped).
 //! - W4 `w4_lapped_drain`: a slow watcher lapped 3× per iteration; the time

@@ -87,7 +87,7 @@ impl Sizes {
         w3_samples_parked: 5_000,
         w3_parked_gap: Duration::from_micros(200),
         w7_duration: Duration::from_millis(1000),
-        w7_runs: 5,
+        w7_runs: 9,
     };
 
     /// Quick sizes: only so the code runs end to end.
@@ -176,13 +176,51 @@ pub fn name_filter() -> Option<String> {
 
 /// Whether a criterion benchmark `id` (`group/function`) can match the
 /// filter given on the command line, so a filtered run skips the setup
-/// (prefilling maps, registering thousands of watchers) of the rest. A
-/// filter with regex metacharacters is not interpreted: everything is set
-/// up and criterion does the matching.
+/// (prefilling maps, registering thousands of watchers) of the rest. A filter
+/// made of `|`-separated plain names (each may start with `^`) is matched
+/// here, alternative by alternative; any other regex metacharacter means
+/// everything is set up and criterion does the matching.
 pub fn wanted(id: &str) -> bool {
     match name_filter() {
         None => true,
-        Some(f) if f.contains(|c: char| "\\.*+?()[]{}|^$".contains(c)) => true,
-        Some(f) => id.contains(&f),
+        Some(f) => filter_may_match(&f, id),
+    }
+}
+
+/// The decision behind [`wanted`], for one filter.
+fn filter_may_match(filter: &str, id: &str) -> bool {
+    filter.split('|').any(|alt| {
+        let (anchored, plain) = match alt.strip_prefix('^') {
+            Some(rest) => (true, rest),
+            None => (false, alt),
+        };
+        if plain.contains(|c: char| "\\.*+?()[]{}^$".contains(c)) {
+            return true;
+        }
+        if anchored {
+            id.starts_with(plain)
+        } else {
+            id.contains(plain)
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::filter_may_match;
+
+    #[test]
+    fn filters_with_alternatives_and_anchors() {
+        assert!(filter_may_match(
+            "w1/uniform|w2/N=0",
+            "w1/uniform/K=4/kvfeed"
+        ));
+        assert!(filter_may_match("w1/uniform|w2/N=0", "w2/N=0/kvfeed"));
+        assert!(!filter_may_match("w1/uniform|w2/N=0", "w1/zipf/K=4/kvfeed"));
+        assert!(!filter_may_match("^w2/N=0", "w2/N=4096/x"));
+        assert!(filter_may_match("^w2/", "w2/N=4096/x"));
+        assert!(!filter_may_match("^w2/", "xw2/"));
+        // Anything else regex-like: set everything up, criterion decides.
+        assert!(filter_may_match("w[12]", "w5/hot_key/kvfeed"));
     }
 }

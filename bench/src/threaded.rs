@@ -361,30 +361,47 @@ pub fn run_latency<F: FeedUnderTest>() {
     write_extra("w3_latency", F::NAME, &json);
 }
 
-/// Runs W7 `w7_runs` times for `F` (multi-writer implementations only),
-/// prints each run and the spread, and writes the JSON.
-pub fn run_oversub<F: FeedUnderTest>() {
-    if !F::MULTI_WRITER {
-        println!("w7_oversub {:<26} skipped (one writer by design)", F::NAME);
+/// One W7 run for `F`, printed as one line (run number `r`).
+pub fn oversub_printed<F: FeedUnderTest>(r: usize) -> OversubRun {
+    let sz = Sizes::get();
+    let run = oversub::<F>(sz.w7_duration);
+    let slots = (run.written * W7_WATCHERS as u64).max(1) as f64;
+    println!(
+        "w7_oversub {:<26} run {r}: delivered {:>12.0}/s  written {:>10}  missed(told) {:>5.1}%  lost silently {:>5.1}%  p50 {:>10} ns  p99 {:>11} ns",
+        F::NAME,
+        run.delivered_per_s(),
+        run.written,
+        100.0 * run.told_missed as f64 / slots,
+        100.0 * run.lost_silently as f64 / slots,
+        run.latency.p50,
+        run.latency.p99,
+    );
+    run
+}
+
+/// Prints the spread of `F`'s W7 runs (median [min–max] of delivered/s and
+/// of p99, lost silently summed) and writes its JSON.
+pub fn finish_oversub<F: FeedUnderTest>(runs: &[OversubRun]) {
+    if runs.is_empty() {
         return;
     }
+    let rates: Vec<f64> = runs.iter().map(OversubRun::delivered_per_s).collect();
+    let p99s: Vec<f64> = runs.iter().map(|r| r.latency.p99 as f64).collect();
+    let (rm, rlo, rhi) = median_min_max(&rates);
+    let (pm, plo, phi) = median_min_max(&p99s);
+    let lost: u64 = runs.iter().map(|r| r.lost_silently).sum();
+    println!(
+        "w7_oversub {:<26} {} runs: delivered/s median {:.0} [{:.0}–{:.0}]  p99 median {:.0} ns [{:.0}–{:.0}]  lost silently {lost}",
+        F::NAME,
+        runs.len(),
+        rm,
+        rlo,
+        rhi,
+        pm,
+        plo,
+        phi,
+    );
     let sz = Sizes::get();
-    let mut runs = Vec::new();
-    for r in 0..sz.w7_runs {
-        let run = oversub::<F>(sz.w7_duration);
-        let slots = (run.written * W7_WATCHERS as u64).max(1) as f64;
-        println!(
-            "w7_oversub {:<26} run {r}: delivered {:>12.0}/s  written {:>10}  missed(told) {:>5.1}%  lost silently {:>5.1}%  p50 {:>10} ns  p99 {:>11} ns",
-            F::NAME,
-            run.delivered_per_s(),
-            run.written,
-            100.0 * run.told_missed as f64 / slots,
-            100.0 * run.lost_silently as f64 / slots,
-            run.latency.p50,
-            run.latency.p99,
-        );
-        runs.push(run);
-    }
     let json = Json::obj()
         .with("workload", "w7_oversub")
         .with("impl", F::NAME)
@@ -397,4 +414,17 @@ pub fn run_oversub<F: FeedUnderTest>() {
             runs.iter().map(OversubRun::json).collect::<Vec<_>>(),
         );
     write_extra("w7_oversub", F::NAME, &json);
+}
+
+/// The median, minimum and maximum of `xs` (not empty).
+pub fn median_min_max(xs: &[f64]) -> (f64, f64, f64) {
+    let mut v = xs.to_vec();
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    let median = if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    };
+    (median, v[0], v[n - 1])
 }

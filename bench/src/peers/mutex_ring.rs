@@ -2,6 +2,12 @@
 //! of events under one lock; each watcher holds a cursor (a seq) into the
 //! ring. A watcher parks on a condvar, which writers notify only when some
 //! watcher is parked.
+//!
+//! Two ways to read: [`MutexRing`] drains by copying every available event
+//! into the watcher's own buffer under one lock and handling them after the
+//! unlock (what a batch reader of this design does: it does not run the
+//! caller's code under the global lock); [`MutexRingPerEvent`] takes the lock
+//! once per event read.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -59,10 +65,12 @@ impl Inner {
     }
 }
 
-/// A watcher of [`MutexRing`]: a cursor.
+/// A watcher of [`MutexRing`]: a cursor, and the buffer a batch drain
+/// copies into (reused, so a drain does not allocate once it has grown).
 pub struct Watcher {
     shared: Arc<Shared>,
     cursor: u64,
+    buf: Vec<PeerEvent>,
 }
 
 impl Shared {
@@ -117,6 +125,7 @@ impl FeedUnderTest for MutexRing {
         Watcher {
             shared: self.shared.clone(),
             cursor,
+            buf: Vec::new(),
         }
     }
 
@@ -139,21 +148,26 @@ impl FeedUnderTest for MutexRing {
         }
     }
 
-    /// One lock for the whole drain: what a batch reader of this design does.
+    /// One lock for the whole drain: copy every available event into the
+    /// watcher's buffer under the lock, then handle them after the unlock.
     fn drain(w: &mut Watcher) -> Drained {
-        let g = w.shared.lock();
         let mut d = Drained::default();
-        let first = g.first_seq();
-        if w.cursor < first {
-            d.missed = first - w.cursor;
-            w.cursor = first;
+        w.buf.clear();
+        {
+            let g = w.shared.lock();
+            let first = g.first_seq();
+            if w.cursor < first {
+                d.missed = first - w.cursor;
+                w.cursor = first;
+            }
+            let start = (w.cursor - first) as usize;
+            w.buf.extend(g.ring.range(start..));
+            w.cursor = g.next_seq;
         }
-        let start = (w.cursor - first) as usize;
-        for ev in g.ring.range(start..) {
+        for ev in &w.buf {
             d.received += 1;
             d.checksum = d.checksum.wrapping_add(ev.key ^ ev.value);
         }
-        w.cursor = g.next_seq;
         d
     }
 
