@@ -57,6 +57,9 @@ impl Notifier {
     /// Called by a writer after publishing: wakes parked watchers, if any.
     #[inline]
     pub(crate) fn published(&self) {
+        if cfg!(kvfeed_mutant = "no_wake") {
+            return;
+        }
         if self.parked.load(Ordering::SeqCst) != 0 && self.parked.swap(0, Ordering::SeqCst) != 0 {
             self.wake();
         }

@@ -332,7 +332,14 @@ where
                 }
                 continue;
             }
-            if waits < SPINS {
+            // Under loom the spin adds nothing to check (the handshake is
+            // in the parking) and multiplies the interleavings: park at once.
+            let (spins, yields) = if cfg!(kvfeed_loom) {
+                (0, 0)
+            } else {
+                (SPINS, YIELDS)
+            };
+            if waits < spins {
                 std::hint::spin_loop();
                 waits += 1;
                 continue;
@@ -340,7 +347,7 @@ where
             if passed() {
                 return Ok(None);
             }
-            if waits < SPINS + YIELDS {
+            if waits < spins + yields {
                 std::thread::yield_now();
                 waits += 1;
                 continue;
@@ -401,9 +408,19 @@ where
         let Watcher { shared, reader } = self;
         let shared: &Engine<K, V> = shared;
         let guard = shared.guard();
+        if reader.closed.load(Ordering::Acquire) {
+            return Err(RecvError::Closed);
+        }
         let mut n = 0;
         while n < max {
-            let step = match reader.step(shared, &guard, usize::MAX) {
+            // Live events only (the common case): no per-event check of the
+            // snapshot state or the closer, which the batch checked once.
+            let step = if reader.snapshot.is_none() {
+                reader.step_live(shared, &guard, usize::MAX)
+            } else {
+                reader.step(shared, &guard, usize::MAX)
+            };
+            let step = match step {
                 Ok(Some(step)) => step,
                 Ok(None) => break,
                 Err(e) if n == 0 => return Err(e),

@@ -12,7 +12,7 @@
 
 use kvfeed::{CasError, Kind};
 use loom::thread;
-use loom_tests::{feed, full_log, map_state, model, replay, Drops, Rec, State, Val};
+use loom_tests::{feed, full_log, map_state, model, model_with, replay, Drops, Rec, State, Val};
 
 /// The event carrying value `v` (as its new value), if any.
 fn event_of(log: &[Rec], v: usize) -> Option<&Rec> {
@@ -147,7 +147,7 @@ fn put_delete_same_key() {
 /// Bound: 3 writers + main; preemption bound 3; ring of 8.
 #[test]
 fn cas_cas_put_same_key() {
-    model("cas_cas_put_same_key", 3, || {
+    model_with("cas_cas_put_same_key", 3, Some(20_000), || {
         let drops = Drops::new(4);
         let feed = feed(8);
         assert_eq!(feed.put(0, Val::new(0, &drops)).unwrap(), 1);

@@ -52,6 +52,17 @@ use crate::sync::{AtomicPtr, AtomicU64, AtomicUsize, Mutex, Ordering};
 
 const BUSY: u64 = 1;
 
+// The orderings of the publishing stores (step 3-4). `kvfeed_mutant`s are
+// deliberate bugs that the loom models must catch (`loom-tests/mutants.sh`).
+#[cfg(not(kvfeed_mutant = "publish_relaxed"))]
+const NODE_STORE: Ordering = Ordering::Release;
+#[cfg(not(kvfeed_mutant = "publish_relaxed"))]
+const STAMP_STORE: Ordering = Ordering::SeqCst;
+#[cfg(kvfeed_mutant = "publish_relaxed")]
+const NODE_STORE: Ordering = Ordering::Relaxed;
+#[cfg(kvfeed_mutant = "publish_relaxed")]
+const STAMP_STORE: Ordering = Ordering::Relaxed;
+
 /// What a reader found in the slot for its cursor.
 pub(crate) enum Read<'g, K, V> {
     /// The cursor's seq is not published yet.
@@ -142,8 +153,10 @@ impl<K, V> Ring<K, V> {
     #[inline]
     fn slot(&self, seq: u64) -> &Slot<K, V> {
         let i = ((seq & 1) << self.half_shift) | ((seq & self.mask) >> 1);
-        // `i < capacity`: both halves of the expression stay below it.
-        &self.slots[i as usize]
+        debug_assert!(i < self.capacity());
+        // SAFETY: `i < capacity == slots.len()`: the high part is at most
+        // `capacity / 2`, the low part below `capacity / 2`.
+        unsafe { self.slots.get_unchecked(i as usize) }
     }
 
     /// Whether the record for `seq` has left the ring: its slot's stamp moved
@@ -201,10 +214,10 @@ impl<K, V> Ring<K, V> {
         let had = slot.node.load(Ordering::Relaxed);
         let old_prev = slot.prev.load(Ordering::Relaxed);
         let old_prev_seq = slot.prev_seq.load(Ordering::Relaxed);
-        slot.node.store(node, Ordering::Release);
+        slot.node.store(node, NODE_STORE);
         slot.prev.store(prev, Ordering::Relaxed);
         slot.prev_seq.store(prev_seq, Ordering::Relaxed);
-        slot.stamp.store(seq << 1, Ordering::SeqCst);
+        slot.stamp.store(seq << 1, STAMP_STORE);
         if !had.is_null() {
             // SAFETY: `had` just left the ring; `old_prev` is its predecessor,
             // stored by its publisher, and handed over by our `BUSY` CAS.
@@ -231,7 +244,7 @@ impl<K, V> Ring<K, V> {
         if prev.is_null() {
             return;
         }
-        if self.has_left(prev_seq) {
+        if cfg!(kvfeed_mutant = "retire_early") || self.has_left(prev_seq) {
             // SAFETY: replaced as its key's current node (its successor was
             // installed), out of the ring (checked), and its successor, the
             // only record that referred to it, left the ring: unreachable for
@@ -286,7 +299,7 @@ impl<K, V> Ring<K, V> {
         // before following the pointer, under `guard` (module doc): the
         // record, or a newer one stored since, is alive for 'g.
         let node = unsafe { &*node };
-        if node.seq.load(Ordering::Relaxed) == cursor {
+        if cfg!(kvfeed_mutant = "no_seq_check") || node.seq.load(Ordering::Relaxed) == cursor {
             Read::Mine(node)
         } else {
             Read::Lapped

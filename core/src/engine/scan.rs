@@ -27,8 +27,8 @@ impl<K: Hash + Eq, V> Engine<K, V> {
             let mut backoff = Backoff::new();
             let cur = loop {
                 let cur = guard.protect(slot.cur(), Ordering::Acquire);
-                if tag::tags(cur) & PENDING == 0 {
-                    break cur;
+                if tag::tags(cur) & PENDING == 0 || cfg!(kvfeed_mutant = "scan_no_wait") {
+                    break tag::with(tag::untag(cur), tag::tags(cur) & !PENDING);
                 }
                 backoff.snooze();
             };

@@ -50,6 +50,9 @@ impl Sequencer {
     #[inline]
     pub(crate) fn claim(&self) -> Option<u64> {
         let raw = self.next.fetch_add(1, Ordering::AcqRel);
+        if cfg!(kvfeed_mutant = "close_ignored") {
+            return Some(raw & !CLOSED);
+        }
         (raw & CLOSED == 0).then_some(raw)
     }
 

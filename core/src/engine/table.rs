@@ -466,14 +466,16 @@ impl<K: Hash + Eq + Clone, V> Map<K, V> {
         }
         let done = table.copied.fetch_add(end - start, Ordering::AcqRel) + (end - start);
         if done == table.len() {
-            let old = table as *const Table<K, V> as *mut Table<K, V>;
-            let swung = self.root.compare_exchange(
-                old,
-                next as *const _ as *mut _,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            );
-            debug_assert!(swung.is_ok(), "only the root migrates");
+            // The raw pointers as they were stored (`Box::into_raw`), not
+            // ones made from our references: whoever frees them needs the
+            // allocation's own provenance.
+            let old = self.root.load(Ordering::Acquire);
+            debug_assert!(std::ptr::eq(old, table), "only the root migrates");
+            let new = table.next.load(Ordering::Acquire);
+            let swung = self
+                .root
+                .compare_exchange(old, new, Ordering::AcqRel, Ordering::Acquire);
+            debug_assert!(swung.is_ok(), "only the last copier swings the root");
             // SAFETY: no longer the root, every slot is copied (lookups that
             // start now never reach it), and only the last copier gets here.
             unsafe { guard.retire_box(old) };
@@ -514,6 +516,9 @@ impl<K: Hash + Eq + Clone, V> Map<K, V> {
             if tag::tags(cur) & PENDING != 0 {
                 backoff.snooze();
                 continue;
+            }
+            if cfg!(kvfeed_mutant = "no_freeze") {
+                break cur;
             }
             if slot
                 .cur

@@ -70,6 +70,20 @@ fn check_limit<T>(what: &'static str, limit: &Option<Limit<T>>, x: &T) -> Result
     }
 }
 
+/// The key's word once no write to it is in flight (step 1's wait).
+#[inline]
+fn settled<K, V>(slot: &Slot<K, V>, backoff: &mut Backoff) -> *mut Node<K, V> {
+    loop {
+        let cur = slot.cur().load(Ordering::Acquire);
+        if tag::tags(cur) & PENDING == 0 {
+            return cur;
+        }
+        #[cfg(kvfeed_mutant = "no_pending_wait")]
+        return tag::with(tag::untag(cur), tag::tags(cur) & !PENDING);
+        backoff.snooze();
+    }
+}
+
 /// A node the writer owns until it is installed: freed on an early return.
 struct Owned<K, V>(*mut Node<K, V>);
 
@@ -105,11 +119,7 @@ impl<K: Hash + Eq + Clone + 'static, V: 'static> Engine<K, V> {
             // SAFETY: we own the node until it is installed.
             let key = unsafe { &(*node.0).key };
             let slot = self.map.slot_for_write(key, tag, &self.ring, &guard);
-            let cur = slot.cur().load(Ordering::Acquire);
-            if tag::tags(cur) & PENDING != 0 {
-                backoff.snooze();
-                continue;
-            }
+            let cur = settled(slot, &mut backoff);
             if tag::tags(cur) & FROZEN != 0 {
                 slot.wait_moved();
                 continue;
@@ -176,11 +186,7 @@ impl<K: Hash + Eq + Clone + 'static, V: 'static> Engine<K, V> {
             let Some(slot) = self.map.find(key, tag, &guard) else {
                 return Ok(None);
             };
-            let cur = slot.cur().load(Ordering::Acquire);
-            if tag::tags(cur) & PENDING != 0 {
-                backoff.snooze();
-                continue;
-            }
+            let cur = settled(slot, &mut backoff);
             if tag::tags(cur) & FROZEN != 0 {
                 slot.wait_moved();
                 continue;
