@@ -45,8 +45,7 @@
 package kvfeed
 
 /*
-#cgo CFLAGS: -I${SRCDIR}/../include
-#cgo LDFLAGS: -L${SRCDIR}/../target/release -l:libkvfeed_ffi.a -lgcc_s -lutil -lrt -lpthread -lm -ldl
+#cgo pkg-config: kvfeed
 #include "shim.h"
 */
 import "C"

@@ -69,7 +69,8 @@ pub use store::{
 };
 pub use watcher::{
     kvfeed_event, kvfeed_start, kvfeed_watch_new, kvfeed_watch_opts, kvfeed_watcher,
-    kvfeed_watcher_close, kvfeed_watcher_cursor, kvfeed_watcher_free, kvfeed_watcher_next,
+    kvfeed_watcher_close, kvfeed_watcher_cursor, kvfeed_watcher_free, kvfeed_watcher_interrupt,
+    kvfeed_watcher_next, kvfeed_watcher_next_batch,
 };
 
 use std::ffi::c_char;
