@@ -10,7 +10,7 @@ import (
 
 // Benchmarks: one writer goroutine doing Put on 1024 keys (16-byte values)
 // while one watcher goroutine receives every event, through this binding and
-// through the design Go stores use today (shared/seeds/go-store-events.go.txt):
+// through the design small Go stores use today:
 // a map behind a sync.RWMutex plus one buffered channel per watcher.
 // ns/op is per put, including its delivery to the watcher.
 //
