@@ -16,10 +16,10 @@
 //! - [`store`]: `kvfeed_config` and the store functions.
 //! - [`watcher`]: `kvfeed_watch_opts`, `kvfeed_event` and the watcher functions.
 //!
-//! # Differences from the C ABI contract (`api-contract.md`)
+//! # Additions to the C ABI of the specification
 //!
-//! Every name, type and status of the contract is kept. Additions and
-//! clarifications, all compatible with code written against the contract:
+//! Every name, type and status of the specification's C ABI is kept.
+//! Additions and clarifications, all compatible with code written against it:
 //!
 //! - `kvfeed_status_str` is declared with a `kvfeed_status` parameter as in the
 //!   contract, but the Rust side receives the enum's underlying `int`
@@ -49,6 +49,10 @@
 //!   0 (the `has_value` / `has_old` flags tell "empty" from "absent").
 //! - `kvfeed_get` hands out an empty value as `{ NULL, 0 }` (nothing to free,
 //!   though `kvfeed_buf_free` on it is harmless).
+//! - `kvfeed_watcher_interrupt` ends a blocked `kvfeed_watcher_next` with
+//!   `KVFEED_TIMEOUT` without closing the watcher (a pending interrupt ends
+//!   the next wait), and `kvfeed_watcher_next_batch` reads up to `cap`
+//!   events in one call (a lap or close only when no event is returned).
 
 #![deny(unsafe_op_in_unsafe_fn, missing_docs)]
 #![warn(clippy::undocumented_unsafe_blocks)]
