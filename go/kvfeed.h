@@ -660,7 +660,7 @@ enum kvfeed_status kvfeed_watcher_next(struct kvfeed_watcher *watcher,
                                        struct kvfeed_event *out);
 
 /**
- * Reads up to `cap` events into `events[0..cap]` in one call: waits up to
+ * Reads up to `cap` events (at most 1024) into `events[0..cap]` in one call: waits up to
  * `timeout_ms` for the first (0: do not wait; negative: until an event
  * arrives, the watcher is closed or interrupted), then adds, without waiting,
  * the ones already published, and writes their number to `*n`. A consumer

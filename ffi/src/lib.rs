@@ -141,8 +141,7 @@ pub extern "C" fn kvfeed_test_panic() -> kvfeed_status {
 ///
 /// cbindgen:ignore
 pub(crate) type ByteFeed = kvfeed::Feed<Key, Val>;
-/// Keys are shared (an event and the map hold the same allocation).
-pub(crate) type Key = std::sync::Arc<[u8]>;
-/// Values, shared like keys: the core stores them inline in the event record,
-/// and an event copied out for C clones the `Arc`, not the bytes.
-pub(crate) type Val = std::sync::Arc<[u8]>;
+/// Keys: short ones inline, long ones shared (see [`bytes::Bytes`]).
+pub(crate) type Key = bytes::Bytes;
+/// Values, like keys; the core stores them in the event record.
+pub(crate) type Val = bytes::Bytes;

@@ -12,10 +12,12 @@
 //!   a time"; a second thread that breaks the rule gets `KVFEED_INVALID_ARG`
 //!   instead of a data race.
 //!
-//! Zero copy: `kvfeed_event` points into `state.last`, an owned `Change` whose
-//! key and values are `Arc` clones of the ring's (no byte is copied). It is
-//! replaced on the next call, which is why event pointers are valid "until the
-//! next call on that watcher".
+//! `kvfeed_event` points into `state.last` (or, for a batch, into
+//! `state.batch`): owned `Change`s whose keys and values are `Bytes`, short
+//! ones copied inline, long ones `Arc` clones of the ring's. They are replaced
+//! on the next call, which is why event pointers are valid "until the next
+//! call on that watcher"; `state.batch` is reserved before a batch is filled
+//! so that no `Change` moves while the caller holds pointers into it.
 
 use std::cell::UnsafeCell;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -214,6 +216,9 @@ struct State {
     /// The event the C caller is looking at; `kvfeed_event` points into it.
     last: Option<Change<Key, Val>>,
     /// The events of the last batch, which the caller's array points into.
+    /// Short keys and values live inside these `Change`s (see `Bytes`), so
+    /// the vector is reserved before a batch is filled and never grows
+    /// during it: no element moves while C holds pointers into it.
     batch: Vec<Change<Key, Val>>,
     /// A lap found while a batch was being filled after its first event,
     /// reported (once) by the next read.
@@ -609,7 +614,10 @@ unsafe fn fill(
     }
 }
 
-/// Reads up to `cap` events into `events[0..cap]` in one call: waits up to
+/// The most events one `kvfeed_watcher_next_batch` call returns.
+const MAX_BATCH: usize = 1024;
+
+/// Reads up to `cap` events (at most 1024) into `events[0..cap]` in one call: waits up to
 /// `timeout_ms` for the first (0: do not wait; negative: until an event
 /// arrives, the watcher is closed or interrupted), then adds, without waiting,
 /// the ones already published, and writes their number to `*n`. A consumer
@@ -658,7 +666,9 @@ pub unsafe extern "C" fn kvfeed_watcher_next_batch(
         let mut entered = w.enter()?;
         let state = entered.state();
         state.reset();
-        // SAFETY: `events` is non-NULL (checked) and writable for `cap` entries.
+        let cap = cap.min(MAX_BATCH);
+        state.batch.reserve(cap); // no reallocation while filling (see `State::batch`)
+                                  // SAFETY: `events` is non-NULL (checked) and writable for `cap` entries.
         let (status, count) = unsafe { fill(state, &w.interrupted, timeout_ms, events, cap) };
         // SAFETY: non-NULL (checked) and writable (caller's contract).
         unsafe { handle::write(n, count) };

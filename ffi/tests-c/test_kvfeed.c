@@ -1409,10 +1409,13 @@ static void test_batch_args(void) {
 static void test_batch_reads_in_order_and_keeps_every_event_valid(void) {
     kvfeed_store *s = new_store(4); /* the ring holds 4: the batch outlives it */
     kvfeed_watcher *w = watch_all(s);
-    char key[16], val[16];
+    char key[16], val[96];
+    /* Short and long keys and values (the library keeps short ones inline). */
+#define BATCH_VAL(i)                                                                               \
+    snprintf(val, sizeof val, (i) == 1 ? "v%d-a-value-longer-than-any-inline-buffer-0123456789" : "v%d", i)
     for (int i = 0; i < 3; i++) {
         snprintf(key, sizeof key, "k%d", i);
-        snprintf(val, sizeof val, "v%d", i);
+        BATCH_VAL(i);
         CHECK_ST(kvfeed_put(s, S(key), S(val), NULL), KVFEED_OK);
     }
     CHECK_ST(kvfeed_put(s, S("k0"), S("v0b"), NULL), KVFEED_OK); /* seq 4: Update */
@@ -1427,7 +1430,7 @@ static void test_batch_reads_in_order_and_keeps_every_event_valid(void) {
     for (int i = 0; i < 40; i++) CHECK_ST(kvfeed_put(s, S("churn"), S("x"), NULL), KVFEED_OK);
     for (int i = 0; i < 3; i++) {
         snprintf(key, sizeof key, "k%d", i);
-        snprintf(val, sizeof val, "v%d", i);
+        BATCH_VAL(i);
         CHECK(evs[i].seq == (uint64_t)i + 1 && evs[i].kind == KVFEED_KIND_CREATE);
         CHECK(bytes_eq(evs[i].key, evs[i].key_len, key));
         CHECK(evs[i].has_value && bytes_eq(evs[i].value, evs[i].value_len, val));
