@@ -43,6 +43,12 @@ echo "== 2. install the C library: ffi/build-c.sh --prefix $work/prefix"
 "$root/ffi/build-c.sh" --prefix "$work/prefix" >/dev/null
 export PKG_CONFIG_PATH="$work/prefix/lib/pkgconfig"
 export CGO_ENABLED=1 GOPROXY=off GOFLAGS=-mod=mod
+# Go's build cache does not notice a changed C library (`go help cache`): a
+# test binary linked against an older libkvfeed.a could be reused. A define
+# naming the library's hash makes the cgo build, and so the link, new
+# whenever the library changes.
+lib_id=$(sha256sum "$work/prefix/lib/libkvfeed.a" | cut -c1-16)
+export CGO_CFLAGS="${CGO_CFLAGS:--O2 -g} -DKVFEED_LIB_ID=$lib_id"
 echo "   pkg-config --libs kvfeed: $(pkg-config --libs kvfeed)"
 
 echo "== 3. go vet, go test -race, the example"
@@ -81,6 +87,7 @@ export GOCACHE="$(go env GOCACHE)" GOMODCACHE="$work/gomodcache"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$root/target}"
 export HOME="$work/home"
 mkdir -p "$HOME"
+unset CGO_CFLAGS # as a user: nothing but the README's steps (the module's path is new, so nothing is reused)
 unset PKG_CONFIG_PATH LD_LIBRARY_PATH
 echo "-- install block, in the kvfeed checkout:"
 echo "$install_steps" | sed 's/^/   | /'
