@@ -3,7 +3,8 @@
 #
 #   1. go/kvfeed.h, the header the module ships, is include/kvfeed.h
 #   2. the C library is installed the way README-GO.md says (ffi/build-c.sh
-#      --prefix ...) into a temporary prefix, found by cgo through pkg-config
+#      --prefix ...) into <target dir>/kvfeed-go-prefix, found by cgo through
+#      pkg-config
 #   3. go vet ./..., go test -race -count=1 ./..., go run ./example
 #   4. as a user would: only the module's files are copied to a temp dir (what
 #      a module download holds), a fresh module in another temp dir imports
@@ -39,15 +40,22 @@ fi
 work="$(mktemp -d "${TMPDIR:-/tmp}/kvfeed-go.XXXXXX")"
 trap 'rm -rf "$work"' EXIT
 
-echo "== 2. install the C library: ffi/build-c.sh --prefix $work/prefix"
-"$root/ffi/build-c.sh" --prefix "$work/prefix" >/dev/null
-export PKG_CONFIG_PATH="$work/prefix/lib/pkgconfig"
+# A fixed prefix in the target directory, not a temp dir: Go's build cache
+# keeps the link flags pkg-config gave when a package was first built (they
+# are not part of its cache key), so a prefix that moves from run to run
+# would leave cached packages pointing at a deleted library.
+prefix="${CARGO_TARGET_DIR:-$root/target}/kvfeed-go-prefix"
+echo "== 2. install the C library: ffi/build-c.sh --prefix $prefix"
+"$root/ffi/build-c.sh" --prefix "$prefix" >/dev/null
+export PKG_CONFIG_PATH="$prefix/lib/pkgconfig"
 export CGO_ENABLED=1 GOPROXY=off GOFLAGS=-mod=mod
-# Go's build cache does not notice a changed C library (`go help cache`): a
-# test binary linked against an older libkvfeed.a could be reused. A define
-# naming the library's hash makes the cgo build, and so the link, new
-# whenever the library changes.
-lib_id=$(sha256sum "$work/prefix/lib/libkvfeed.a" | cut -c1-16)
+# Go's build cache does not notice a changed C library (`go help cache`), nor
+# pkg-config's link flags (Go 1.19 keeps those of the first build): a test
+# binary linked against an older libkvfeed.a, or a deleted path, could be
+# reused. A define naming the hash of the library and of kvfeed.pc (which
+# holds the prefix) makes the cgo build, and so the link, new whenever
+# either changes.
+lib_id=$(cat "$prefix/lib/pkgconfig/kvfeed.pc" "$prefix/lib/libkvfeed.a" | sha256sum | cut -c1-16)
 export CGO_CFLAGS="${CGO_CFLAGS:--O2 -g} -DKVFEED_LIB_ID=$lib_id"
 echo "   pkg-config --libs kvfeed: $(pkg-config --libs kvfeed)"
 
@@ -87,7 +95,8 @@ export GOCACHE="$(go env GOCACHE)" GOMODCACHE="$work/gomodcache"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$root/target}"
 export HOME="$work/home"
 mkdir -p "$HOME"
-unset CGO_CFLAGS # as a user: nothing but the README's steps (the module's path is new, so nothing is reused)
+unset CGO_CFLAGS # as a user: nothing but the README's steps (the module's and the
+# prefix's paths are new, so Go's cache has nothing to reuse)
 unset PKG_CONFIG_PATH LD_LIBRARY_PATH
 echo "-- install block, in the kvfeed checkout:"
 echo "$install_steps" | sed 's/^/   | /'
