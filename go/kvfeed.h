@@ -31,7 +31,7 @@
  * - kvfeed_buf (from kvfeed_get): owned by the caller, freed once with
  *   kvfeed_buf_free; not tied to the store.
  * - kvfeed_event: its key/value/old pointers are borrowed from the watcher
- *   (no copy) and stay valid until the next kvfeed_watcher_next or
+ *   (nothing to free) and stay valid until the next kvfeed_watcher_next or
  *   kvfeed_watcher_next_batch on that watcher, whatever it returns, or until
  *   kvfeed_watcher_free (for a batch: every event in the array). Neither the
  *   store's writes nor its free affect them. Copy what you keep; never free
@@ -349,7 +349,7 @@ typedef struct kvfeed_watch_opts {
  * filled by `kvfeed_watcher_next_batch`).
  *
  * Lifetime: `key`, `value` and `old` point into memory owned by the watcher
- * (no copy); they stay valid until the next `kvfeed_watcher_next` or
+ * (nothing to free); they stay valid until the next `kvfeed_watcher_next` or
  * `kvfeed_watcher_next_batch` on that watcher, whatever it returns, or until
  * `kvfeed_watcher_free`, whichever comes first (for a batch: every event of
  * the batch stays valid that long). Writes to the store and freeing the store do not affect them.

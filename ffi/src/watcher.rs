@@ -95,7 +95,7 @@ pub struct kvfeed_watch_opts {
 /// filled by `kvfeed_watcher_next_batch`).
 ///
 /// Lifetime: `key`, `value` and `old` point into memory owned by the watcher
-/// (no copy); they stay valid until the next `kvfeed_watcher_next` or
+/// (nothing to free); they stay valid until the next `kvfeed_watcher_next` or
 /// `kvfeed_watcher_next_batch` on that watcher, whatever it returns, or until
 /// `kvfeed_watcher_free`, whichever comes first (for a batch: every event of
 /// the batch stays valid that long). Writes to the store and freeing the store do not affect them.
