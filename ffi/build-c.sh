@@ -2,9 +2,17 @@
 # Builds the kvfeed C library and stages an install tree:
 #
 #   <prefix>/include/kvfeed.h
-#   <prefix>/lib/libkvfeed.a           (static; link it with its Libs.private)
-#   <prefix>/lib/libkvfeed.so          (shared)
-#   <prefix>/lib/pkgconfig/kvfeed.pc
+#   <prefix>/lib/libkvfeed.a                   (static)
+#   <prefix>/lib/libkvfeed.so                  (shared)
+#   <prefix>/lib/pkgconfig/kvfeed.pc           static link: the archive by path
+#                                              plus the system libraries it needs
+#   <prefix>/lib/pkgconfig/kvfeed-shared.pc    dynamic link: -L<prefix>/lib -lkvfeed
+#
+# `pkg-config --libs kvfeed` (with or without --static) links statically, so
+# programs (and the Go package, which uses `#cgo pkg-config: kvfeed`) need
+# nothing at run time. A prefix that pkg-config searches by default
+# (/usr/local on Debian) needs no PKG_CONFIG_PATH; any other needs
+# PKG_CONFIG_PATH=<prefix>/lib/pkgconfig.
 #
 # Cargo names the artifacts libkvfeed_ffi.{a,so} (the crate `kvfeed` is the
 # Rust core), so they are copied under the C name here.
@@ -30,6 +38,8 @@ while [ $# -gt 0 ]; do
     shift
 done
 [ -n "$prefix" ] || prefix="$target/kvfeed-c"
+mkdir -p "$prefix"
+prefix=$(cd "$prefix" && pwd) # the .pc files need an absolute path
 
 args=(-p kvfeed-ffi --lib)
 [ "$profile" = release ] && args+=(--release)
@@ -45,7 +55,9 @@ mkdir -p "$prefix/include" "$prefix/lib/pkgconfig"
 install -m 644 "$root/include/kvfeed.h" "$prefix/include/kvfeed.h"
 install -m 644 "$target/$profile/libkvfeed_ffi.a" "$prefix/lib/libkvfeed.a"
 install -m 755 "$target/$profile/libkvfeed_ffi.so" "$prefix/lib/libkvfeed.so"
-sed -e "s|@prefix@|$prefix|" -e "s|@version@|$version|" -e "s|@native_static_libs@|$native|" \
-    "$root/ffi/kvfeed.pc.in" > "$prefix/lib/pkgconfig/kvfeed.pc"
+for pc in kvfeed kvfeed-shared; do
+    sed -e "s|@prefix@|$prefix|" -e "s|@version@|$version|" -e "s|@native_static_libs@|$native|" \
+        "$root/ffi/$pc.pc.in" > "$prefix/lib/pkgconfig/$pc.pc"
+done
 echo "build-c: kvfeed $version ($profile${features:+, features $features}) staged in" >&2
 echo "$prefix"

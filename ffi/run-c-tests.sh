@@ -4,7 +4,9 @@
 #   1. include/kvfeed.h is what cbindgen 0.29.4 generates (ffi/check-header.sh)
 #   2. builds libkvfeed (release, feature test-hooks) into an install tree
 #   3. the header compiles as C99, C11, C++11 and C++17 with -Wall -Wextra -Werror -pedantic
-#   4. the example builds with its one cc line (static) and with pkg-config (shared), and runs
+#   4. the example: the build lines in hello.c's comment run as written; hello
+#      linked through `pkg-config --static --libs kvfeed` runs with no
+#      LD_LIBRARY_PATH/rpath and needs no libkvfeed.so; kvfeed-shared.pc links the .so
 #   5. the C tests, linked statically, then against the shared library
 #   6. the C tests under valgrind (--leak-check=full --error-exitcode=1)
 #   7. the C tests under AddressSanitizer + UBSan (static library, LeakSanitizer on)
@@ -108,15 +110,35 @@ for std in c++11 c++17; do
     echo "ok   $CXX -std=$std"
 done
 
-step "4/8 example"
-# The one-line build from the top of ffi/examples/hello.c (static library).
-$CC -std=c99 -Wall -I"$prefix/include" "$root/ffi/examples/hello.c" $static_libs -o "$out/hello"
-"$out/hello"
-# Through pkg-config, against the shared library.
-pc_flags=$(PKG_CONFIG_PATH="$prefix/lib/pkgconfig" pkg-config --cflags --libs kvfeed)
-$CC -std=c99 -Wall "$root/ffi/examples/hello.c" $pc_flags -Wl,-rpath,"$prefix/lib" -o "$out/hello-shared"
-"$out/hello-shared" >/dev/null
-echo "ok   hello (static, one cc line) and hello-shared (pkg-config: $pc_flags)"
+step "4/8 example and packaging"
+# (a) The build lines in the comment at the top of ffi/examples/hello.c, run
+# as written from the repository root (they write ./hello there; removed).
+hello_lines=$(sed -n '1,/\*\//s/^ \*   \(.*\)$/\1/p' "$root/ffi/examples/hello.c")
+echo "$hello_lines" | sed 's/^/   $ /'
+[ "$(echo "$hello_lines" | grep -c .)" -eq 4 ] || { echo "hello.c: expected 4 command lines" >&2; exit 1; }
+trap 'rm -f "$root/hello"' EXIT
+(cd "$root" && bash -euo pipefail -c "$hello_lines") >"$out/hello-comment.log" 2>&1 ||
+    { cat "$out/hello-comment.log"; echo "FAIL the commands in hello.c's comment" >&2; exit 1; }
+grep -q '^kvfeed ' "$out/hello-comment.log"
+rm -f "$root/hello"
+echo "ok   hello.c's comment: its cc lines build and run hello (twice)"
+# (b) pkg-config: `--static --libs kvfeed` links statically. The program
+# runs with no LD_LIBRARY_PATH and no rpath, and needs no libkvfeed.so.
+pc() { PKG_CONFIG_PATH="$prefix/lib/pkgconfig" pkg-config "$@"; }
+$CC -std=c99 -Wall "$root/ffi/examples/hello.c" $(pc --cflags --static --libs kvfeed) -o "$out/hello-static"
+if readelf -d "$out/hello-static" | grep -Eq 'NEEDED.*libkvfeed|RPATH|RUNPATH'; then
+    readelf -d "$out/hello-static" >&2
+    echo "FAIL hello-static depends on libkvfeed.so or has an rpath" >&2
+    exit 1
+fi
+env -u LD_LIBRARY_PATH "$out/hello-static" >/dev/null
+echo "ok   hello-static (pkg-config --static --libs kvfeed: $(pc --static --libs kvfeed))"
+# (c) The shared library through kvfeed-shared.pc (with an rpath).
+$CC -std=c99 -Wall "$root/ffi/examples/hello.c" $(pc --cflags --libs kvfeed-shared) \
+    -Wl,-rpath,"$prefix/lib" -o "$out/hello-shared"
+readelf -d "$out/hello-shared" | grep -q 'NEEDED.*libkvfeed.so'
+env -u LD_LIBRARY_PATH "$out/hello-shared" >/dev/null
+echo "ok   hello-shared (pkg-config --libs kvfeed-shared: $(pc --libs kvfeed-shared))"
 
 step "5/8 C tests"
 test_flags=("${cflags[@]}" -std=c11 -O1 -DKVFEED_EXPECTED_VERSION="\"$version\"" -pthread)

@@ -1,8 +1,9 @@
 // Package kvfeed is the Go binding of kvfeed, an in-process key-value store
 // whose every mutation is appended to a sequence-numbered ring that any number
-// of watchers read by cursor. It wraps the library's C ABI (include/kvfeed.h)
-// through cgo and links the static library built by
-// `cargo build --release -p kvfeed-ffi`.
+// of watchers read by cursor. It wraps the library's C ABI through cgo: the
+// header (kvfeed.h) is part of this module, and the static C library is found
+// through pkg-config (`#cgo pkg-config: kvfeed`) once installed with
+// `ffi/build-c.sh --prefix DIR` from a kvfeed checkout (see README-GO.md).
 //
 // Keys and values are byte strings. Every mutation gets a seq (1, 2, 3, ...);
 // every key carries a version, the seq of the mutation that last wrote it.
@@ -45,8 +46,7 @@
 package kvfeed
 
 /*
-#cgo CFLAGS: -I${SRCDIR}/../include
-#cgo LDFLAGS: -L${SRCDIR}/../target/release -l:libkvfeed_ffi.a -lgcc_s -lutil -lrt -lpthread -lm -ldl
+#cgo pkg-config: kvfeed
 #include "shim.h"
 */
 import "C"
@@ -60,6 +60,32 @@ import (
 
 // Version returns the version string of the linked C library.
 func Version() string { return C.GoString(C.kvfeed_version()) }
+
+// HeaderVersion returns the version of the C header this package was
+// compiled with (kvfeed.h, shipped inside the module).
+func HeaderVersion() string {
+	return fmt.Sprintf("%d.%d.%d", C.KVFEED_VERSION_MAJOR, C.KVFEED_VERSION_MINOR, C.KVFEED_VERSION_PATCH)
+}
+
+// checkVersion reports a library whose major.minor differs from the
+// header's: the library is installed separately from the module (through
+// pkg-config), so an old install is the likely cause. Patch versions may
+// differ.
+func checkVersion() error {
+	var major, minor int
+	lib := Version()
+	if _, err := fmt.Sscanf(lib, "%d.%d", &major, &minor); err != nil ||
+		major != int(C.KVFEED_VERSION_MAJOR) || minor != int(C.KVFEED_VERSION_MINOR) {
+		return fmt.Errorf("%w: the linked C library is version %s but this module's header is %s; "+
+			"install the matching library (ffi/build-c.sh, see README-GO.md)", ErrInternal, lib, HeaderVersion())
+	}
+	return nil
+}
+
+var (
+	versionChecked sync.Once
+	versionErr     error
+)
 
 // statusError maps a kvfeed_status other than OK, TIMEOUT, LAGGED and
 // CONFLICT (which carry data and are handled by their callers) to an error.
@@ -157,8 +183,13 @@ type Store struct {
 	closeOnce sync.Once
 }
 
-// Open creates a store.
+// Open creates a store. It fails with ErrInternal when the installed C
+// library's major.minor version differs from the header the module ships.
 func Open(opts Options) (*Store, error) {
+	versionChecked.Do(func() { versionErr = checkVersion() })
+	if versionErr != nil {
+		return nil, versionErr
+	}
 	var suppress C.uint32_t
 	if opts.SuppressUnchanged {
 		suppress = 1

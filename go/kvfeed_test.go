@@ -72,7 +72,10 @@ func TestVersion(t *testing.T) {
 	if v == "" {
 		t.Fatal("empty version")
 	}
-	t.Logf("library version %s", v)
+	t.Logf("library version %s, header %s", v, HeaderVersion())
+	if err := checkVersion(); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func TestPutGetDeleteAndEvents(t *testing.T) {

@@ -118,16 +118,29 @@ static inline gokv_r gokv_watcher_cursor(uintptr_t w) {
 
 static inline void gokv_store_free(uintptr_t s) { kvfeed_store_free(GOKV_S(s)); }
 
-static inline kvfeed_status gokv_watcher_next(uintptr_t w, int64_t timeout_ms, kvfeed_event *out) {
-	return kvfeed_watcher_next(GOKV_W(w), timeout_ms, out);
-}
-
 static inline kvfeed_status gokv_watcher_close(uintptr_t w) { return kvfeed_watcher_close(GOKV_W(w)); }
 
-static inline void gokv_watcher_free(uintptr_t w) { kvfeed_watcher_free(GOKV_W(w)); }
-
-static inline kvfeed_event *gokv_event_new(void) {
-	return (kvfeed_event *)calloc(1, sizeof(kvfeed_event));
+static inline kvfeed_status gokv_watcher_interrupt(uintptr_t w) {
+	return kvfeed_watcher_interrupt(GOKV_W(w));
 }
+
+typedef struct gokv_batch_r {
+	kvfeed_status st;
+	size_t n;
+} gokv_batch_r;
+
+/* evs points to C memory (gokv_events_new); see Watcher.fill in watcher.go. */
+static inline gokv_batch_r gokv_watcher_next_batch(uintptr_t w, int64_t timeout_ms, kvfeed_event *evs,
+                                                   size_t cap) {
+	gokv_batch_r r = {0};
+	r.st = kvfeed_watcher_next_batch(GOKV_W(w), timeout_ms, evs, cap, &r.n);
+	return r;
+}
+
+static inline kvfeed_event *gokv_events_new(size_t n) {
+	return (kvfeed_event *)calloc(n, sizeof(kvfeed_event));
+}
+
+static inline void gokv_watcher_free(uintptr_t w) { kvfeed_watcher_free(GOKV_W(w)); }
 
 #endif

@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"runtime"
 	"sync"
-	"time"
 	"unsafe"
 )
 
@@ -117,8 +116,14 @@ func (s *Store) Watch(opts WatchOptions) (*Watcher, error) {
 	if r.st != C.KVFEED_OK {
 		return nil, statusError(r.st)
 	}
-	w := &Watcher{h: r.w, ev: C.gokv_event_new(), done: make(chan struct{})}
-	if w.ev == nil {
+	w := &Watcher{
+		h:        r.w,
+		evs:      C.gokv_events_new(batchSize),
+		buf:      make([]Event, 0, batchSize),
+		snapshot: opts.Start == StartSnapshot,
+		done:     make(chan struct{}),
+	}
+	if w.evs == nil {
 		C.gokv_watcher_free(r.w)
 		return nil, fmt.Errorf("%w: out of memory", ErrInternal)
 	}
@@ -187,13 +192,19 @@ type Watcher struct {
 	// thread at a time) and Close's free against them.
 	mu sync.Mutex
 	h  C.uintptr_t // the kvfeed_watcher; 0 once closed; guarded by mu
-	// ev is the C-allocated event the library fills on each next call; its
-	// pointers are valid until the next call, so Next copies them out first.
-	ev *C.kvfeed_event
+	// evs is the C array of batchSize events that kvfeed_watcher_next_batch
+	// fills; its pointers are valid until the next call, so fill copies
+	// every event into Go memory at once.
+	evs *C.kvfeed_event
 	// pending holds events already read from the library but not yet
-	// delivered: an Events channel cancelled by its context puts its unsent
-	// event back here, and Next returns it first. Guarded by mu.
+	// delivered, oldest first: the rest of the last batch, and an event an
+	// Events channel read but could not hand over. Guarded by mu.
 	pending []Event
+	// buf is pending's backing array, reused from batch to batch.
+	buf []Event
+	// snapshot is true from a StartSnapshot watch until its SnapshotDone
+	// event is delivered (Cursor needs it). Guarded by mu.
+	snapshot bool
 
 	closeOnce sync.Once
 	done      chan struct{} // closed by Close; stops an Events goroutine
@@ -202,23 +213,10 @@ type Watcher struct {
 	streamErr error // why the last Events channel closed
 }
 
-// pollSlice bounds each native wait made by Next when its context can be
-// cancelled.
-//
-// Why a timed wait and not kvfeed_watcher_close: the C ABI's only way to wake
-// a blocked kvfeed_watcher_next early is kvfeed_watcher_close, which ends the
-// watcher for good, so cancelling one Next would destroy the watcher and its
-// cursor. Go 1.19 also has no context.AfterFunc, so reacting to ctx.Done()
-// during the call would need a helper goroutine per call. Instead Next waits
-// in slices of at most pollSlice (the library parks the thread meanwhile; it
-// returns as soon as an event is published, so the slice adds no delivery
-// latency), checks the context between slices, and returns ctx.Err() within
-// about pollSlice of the cancellation, leaving the watcher usable at the same
-// cursor. The cost is one wake-up per slice per idle cancellable watcher
-// (50/s), which is negligible. A context that can never be cancelled
-// (context.Background) waits in one uninterrupted call; Close still wakes it,
-// through kvfeed_watcher_close.
-const pollSlice = 20 * time.Millisecond
+// batchSize is how many events one cgo call can bring over. A watcher that
+// keeps up pays one crossing per batch of what was published since its
+// previous call, not one per event.
+const batchSize = 128
 
 // Next returns the watcher's next event, blocking until one is published,
 // ctx is done, or the watcher or store is closed.
@@ -228,59 +226,105 @@ const pollSlice = 20 * time.Millisecond
 // Next again; ErrClosed after Close, or once a closed store's remaining
 // events are delivered; ctx.Err() when ctx is done before an event arrives,
 // after which the watcher is still usable and has lost nothing.
+//
+// Next reads events from the library in batches (one cgo call brings every
+// event already published, up to 128) and returns them one by one. When it
+// has to wait and ctx can be cancelled, a helper goroutine watches ctx for
+// the duration of the wait and, on cancellation, wakes the native wait with
+// kvfeed_watcher_interrupt, so Next returns promptly (typically within tens
+// of microseconds) with ctx.Err().
 func (w *Watcher) Next(ctx context.Context) (Event, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if len(w.pending) > 0 {
-		ev := w.pending[0]
-		w.pending[0] = Event{}
-		w.pending = w.pending[1:]
+	if ev, ok := w.pop(); ok {
 		return ev, nil
 	}
 	if w.h == 0 {
 		return Event{}, ErrClosed
 	}
 	done := ctx.Done()
-	for {
-		timeout := int64(-1) // wait until an event, or Close
-		if done != nil {
-			select {
-			case <-done:
-				return Event{}, ctx.Err()
-			default:
-			}
-			slice := pollSlice
-			if deadline, ok := ctx.Deadline(); ok {
-				if rem := time.Until(deadline); rem < slice {
-					slice = rem
-				}
-			}
-			// Round up so a deadline never turns into a poll loop.
-			timeout = int64((slice + time.Millisecond - 1) / time.Millisecond)
-			if timeout < 1 {
-				timeout = 1
-			}
-		}
-		st := C.gokv_watcher_next(w.h, C.int64_t(timeout), w.ev)
-		runtime.KeepAlive(w)
-		switch st {
-		case C.KVFEED_OK:
-			return w.copyEvent(), nil
-		case C.KVFEED_TIMEOUT:
-			continue
-		case C.KVFEED_LAGGED:
-			return Event{}, &LaggedError{Missed: uint64(w.ev.missed), ResumeAt: uint64(w.ev.resume_at)}
+	st := w.fill(0) // a consumer that keeps up usually finds events waiting
+	for st == C.KVFEED_TIMEOUT {
+		select {
+		case <-done: // nil (never ready) for a context that cannot be cancelled
+			return Event{}, ctx.Err()
 		default:
-			return Event{}, statusError(st)
 		}
+		st = w.wait(done)
+	}
+	switch st {
+	case C.KVFEED_OK:
+		ev, _ := w.pop()
+		return ev, nil
+	case C.KVFEED_LAGGED:
+		return Event{}, &LaggedError{Missed: uint64(w.evs.missed), ResumeAt: uint64(w.evs.resume_at)}
+	default:
+		return Event{}, statusError(st)
 	}
 }
 
-// copyEvent copies the event the library wrote into w.ev into Go memory,
-// with key, value and old sharing one allocation. Called with w.mu held,
-// before any other call on the watcher.
-func (w *Watcher) copyEvent() Event {
-	ev := w.ev
+// wait makes one blocking batch read. When done can fire, a helper goroutine
+// interrupts the native wait on cancellation; wait returns only after the
+// helper has exited, so no interrupt can reach a freed handle. An interrupt
+// that lands after the read already returned stays pending in the library
+// and ends a later wait early with KVFEED_TIMEOUT, which Next's loop treats
+// like any other early timeout. Called with w.mu held and w.h != 0.
+func (w *Watcher) wait(done <-chan struct{}) C.kvfeed_status {
+	if done == nil {
+		return w.fill(-1)
+	}
+	stop := make(chan struct{})
+	exited := make(chan struct{})
+	h := w.h
+	go func() {
+		defer close(exited)
+		select {
+		case <-done:
+			C.gokv_watcher_interrupt(h)
+		case <-stop:
+		}
+	}()
+	st := w.fill(-1)
+	close(stop)
+	<-exited
+	return st
+}
+
+// fill makes one kvfeed_watcher_next_batch call and, on OK, copies the
+// events it returned into w.pending. Called with w.mu held, w.h != 0 and
+// pending empty.
+func (w *Watcher) fill(timeoutMs int64) C.kvfeed_status {
+	r := C.gokv_watcher_next_batch(w.h, C.int64_t(timeoutMs), w.evs, batchSize)
+	runtime.KeepAlive(w)
+	if r.st != C.KVFEED_OK {
+		return r.st
+	}
+	evs := unsafe.Slice(w.evs, int(r.n))
+	pending := w.buf[:0]
+	for i := range evs {
+		pending = append(pending, copyEvent(&evs[i]))
+	}
+	w.pending = pending
+	return r.st
+}
+
+// pop removes and returns the oldest pending event.
+func (w *Watcher) pop() (Event, bool) {
+	if len(w.pending) == 0 {
+		return Event{}, false
+	}
+	ev := w.pending[0]
+	w.pending[0] = Event{} // do not keep the caller's bytes alive
+	w.pending = w.pending[1:]
+	if ev.Kind == KindSnapshotDone {
+		w.snapshot = false
+	}
+	return ev, true
+}
+
+// copyEvent copies one event the library wrote into Go memory, with key,
+// value and old sharing one allocation.
+func copyEvent(ev *C.kvfeed_event) Event {
 	e := Event{Seq: uint64(ev.seq), Kind: Kind(ev.kind)}
 	if e.Kind == KindSnapshotDone {
 		e.At = uint64(ev.at)
@@ -314,13 +358,26 @@ func (w *Watcher) copyEvent() Event {
 	return e
 }
 
-// Cursor returns the next seq the watcher will read from the ring (events
-// already read and held for an Events channel are not counted).
+// Cursor returns the next seq the watcher will deliver: a watcher created
+// with StartFrom at this seq (and the same filter) continues where this one
+// is. Events read from the library but not yet returned by Next count as
+// not delivered. While a snapshot is being delivered it is the snapshot's
+// At + 1, where its live events start.
 func (w *Watcher) Cursor() (uint64, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.h == 0 {
 		return 0, ErrClosed
+	}
+	for _, ev := range w.pending {
+		if ev.Kind == KindSnapshotDone {
+			return ev.At + 1, nil
+		}
+		if !w.snapshot {
+			// A live event: every seq before it that this watcher has not
+			// delivered did not match its filter.
+			return ev.Seq, nil
+		}
 	}
 	r := C.gokv_watcher_cursor(w.h)
 	runtime.KeepAlive(w)
@@ -344,9 +401,10 @@ func (w *Watcher) Close() error {
 		w.mu.Lock()
 		C.gokv_watcher_free(w.h)
 		w.h = 0
-		C.free(unsafe.Pointer(w.ev))
-		w.ev = nil
+		C.free(unsafe.Pointer(w.evs))
+		w.evs = nil
 		w.pending = nil
+		w.buf = nil
 		w.mu.Unlock()
 		runtime.SetFinalizer(w, nil)
 	})
@@ -426,6 +484,9 @@ func (w *Watcher) unread(ev Event) {
 	w.mu.Lock()
 	if w.h != 0 {
 		w.pending = append([]Event{ev}, w.pending...)
+		if ev.Kind == KindSnapshotDone {
+			w.snapshot = true // pop had cleared it
+		}
 	}
 	w.mu.Unlock()
 }

@@ -31,8 +31,9 @@
  * - kvfeed_buf (from kvfeed_get): owned by the caller, freed once with
  *   kvfeed_buf_free; not tied to the store.
  * - kvfeed_event: its key/value/old pointers are borrowed from the watcher
- *   (no copy) and stay valid until the next kvfeed_watcher_next on that
- *   watcher, whatever it returns, or until kvfeed_watcher_free. Neither the
+ *   (nothing to free) and stay valid until the next kvfeed_watcher_next or
+ *   kvfeed_watcher_next_batch on that watcher, whatever it returns, or until
+ *   kvfeed_watcher_free (for a batch: every event in the array). Neither the
  *   store's writes nor its free affect them. Copy what you keep; never free
  *   them.
  * - kvfeed_status_str, kvfeed_version: static strings, never freed.
@@ -43,12 +44,15 @@
  *   function taking `const kvfeed_store *`). kvfeed_store_free must not run
  *   concurrently with any other call on that store.
  * - A kvfeed_watcher is used by one thread at a time; it may move between
- *   threads. The exception is kvfeed_watcher_close, which any thread may call
- *   at any time before kvfeed_watcher_free: it wakes a kvfeed_watcher_next
- *   blocked on another thread, which returns KVFEED_CLOSED. Two threads inside
- *   kvfeed_watcher_next / kvfeed_watcher_cursor on one watcher at once is
- *   detected (KVFEED_INVALID_ARG) rather than a data race; freeing a watcher
- *   while another thread uses it is undefined behaviour.
+ *   threads. The exceptions are kvfeed_watcher_close and
+ *   kvfeed_watcher_interrupt, which any thread may call at any time before
+ *   kvfeed_watcher_free: close wakes a kvfeed_watcher_next(_batch) blocked on
+ *   another thread, which returns KVFEED_CLOSED, for good; interrupt wakes it
+ *   with KVFEED_TIMEOUT and leaves the watcher usable at the same cursor.
+ *   Two threads inside kvfeed_watcher_next(_batch) / kvfeed_watcher_cursor
+ *   on one watcher at once is detected (KVFEED_INVALID_ARG) rather than a
+ *   data race; freeing a watcher while another thread uses it is undefined
+ *   behaviour.
  * - Writers never wait for watchers, and reads (kvfeed_get, kvfeed_head,
  *   kvfeed_watcher_next with timeout 0) never block on a lock.
  *
@@ -57,9 +61,9 @@
  * As in Rust: a `const T *` parameter is a shared borrow (other threads may
  * hold shared borrows of the same object during the call, within the rules
  * above), a `T *` parameter is an exclusive borrow (nothing else may use the
- * object during the call, kvfeed_watcher_close excepted). Input buffers must
- * not be written by another thread during a call that reads them, and must not
- * overlap an out-parameter.
+ * object during the call, kvfeed_watcher_close and _interrupt excepted).
+ * Input buffers must not be written by another thread during a call that
+ * reads them, and must not overlap an out-parameter.
  */
 
 
@@ -147,7 +151,8 @@ typedef enum kvfeed_status {
      */
     KVFEED_NOT_FOUND = 1,
     /**
-     * `kvfeed_watcher_next` found no event before its timeout.
+     * `kvfeed_watcher_next(_batch)` found no event before its timeout, or
+     * `kvfeed_watcher_interrupt` ended its wait.
      */
     KVFEED_TIMEOUT = 2,
     /**
@@ -202,7 +207,10 @@ typedef enum kvfeed_start {
     /**
      * One Create per live matching key (seq = the key's version, any order),
      * then a `KVFEED_KIND_SNAPSHOT_DONE` event, then live events with no gap
-     * and no duplicate.
+     * and no duplicate. The Create items come only when `KVFEED_KIND_CREATE`
+     * is in the watcher's `kinds` mask (a zero mask includes it); with a mask
+     * such as `KVFEED_KIND_UPDATE | KVFEED_KIND_DELETE` the snapshot delivers
+     * just the `KVFEED_KIND_SNAPSHOT_DONE` marker, then live events.
      */
     KVFEED_START_SNAPSHOT = 2,
 } kvfeed_start;
@@ -223,8 +231,9 @@ typedef struct kvfeed_store kvfeed_store;
  * `kvfeed_watch_new`, destroyed by `kvfeed_watcher_free`.
  *
  * Thread safety: used by one thread at a time (it may move between threads),
- * except `kvfeed_watcher_close`, which any thread may call at any time before
- * `kvfeed_watcher_free`. A watcher stays valid after its store is freed.
+ * except `kvfeed_watcher_close` and `kvfeed_watcher_interrupt`, which any
+ * thread may call at any time before `kvfeed_watcher_free`. A watcher stays
+ * valid after its store is freed.
  */
 typedef struct kvfeed_watcher kvfeed_watcher;
 
@@ -321,6 +330,8 @@ typedef struct kvfeed_watch_opts {
     /**
      * Mask of `KVFEED_KIND_CREATE | _UPDATE | _DELETE`; 0 means all. Any
      * other bit, or `KVFEED_KIND_SNAPSHOT_DONE` alone, is `KVFEED_INVALID_ARG`.
+     * It applies to a snapshot's items too: they are Creates, delivered only
+     * when `KVFEED_KIND_CREATE` is in the mask.
      */
     uint32_t kinds;
     /**
@@ -334,12 +345,14 @@ typedef struct kvfeed_watch_opts {
 } kvfeed_watch_opts;
 
 /**
- * One event, filled by `kvfeed_watcher_next`.
+ * One event, filled by `kvfeed_watcher_next` (or one element of the array
+ * filled by `kvfeed_watcher_next_batch`).
  *
  * Lifetime: `key`, `value` and `old` point into memory owned by the watcher
- * (no copy); they stay valid until the next `kvfeed_watcher_next` on that
- * watcher, whatever it returns, or until `kvfeed_watcher_free`, whichever
- * comes first. Writes to the store and freeing the store do not affect them.
+ * (nothing to free); they stay valid until the next `kvfeed_watcher_next` or
+ * `kvfeed_watcher_next_batch` on that watcher, whatever it returns, or until
+ * `kvfeed_watcher_free`, whichever comes first (for a batch: every event of
+ * the batch stays valid that long). Writes to the store and freeing the store do not affect them.
  * Copy what you keep. A zero-length byte string has a NULL pointer;
  * `has_value` / `has_old` tell an empty value from an absent one.
  */
@@ -623,7 +636,9 @@ enum kvfeed_status kvfeed_watch_new(const struct kvfeed_store *store,
  * - `KVFEED_OK`: `*out` is the event (see `kvfeed_event` for how long its
  *   pointers live). For a snapshot end marker, `kind` is
  *   `KVFEED_KIND_SNAPSHOT_DONE` with `at` and `consistent_at`.
- * - `KVFEED_TIMEOUT`: nothing arrived in time; `*out` is untouched.
+ * - `KVFEED_TIMEOUT`: nothing arrived in time, or `kvfeed_watcher_interrupt`
+ *   ended the wait (with a negative timeout, only an interrupt returns it);
+ *   `*out` is untouched and the watcher is at the same cursor.
  * - `KVFEED_LAGGED`: the watcher was lapped; `*out` is written with `missed`
  *   and `resume_at` (every other field zero / NULL). The next call goes on
  *   from `resume_at`.
@@ -643,6 +658,66 @@ enum kvfeed_status kvfeed_watch_new(const struct kvfeed_store *store,
 enum kvfeed_status kvfeed_watcher_next(struct kvfeed_watcher *watcher,
                                        int64_t timeout_ms,
                                        struct kvfeed_event *out);
+
+/**
+ * Reads up to `cap` events (at most 1024) into `events[0..cap]` in one call: waits up to
+ * `timeout_ms` for the first (0: do not wait; negative: until an event
+ * arrives, the watcher is closed or interrupted), then adds, without waiting,
+ * the ones already published, and writes their number to `*n`. A consumer
+ * that keeps up gets everything published since its last call at once.
+ *
+ * Returns:
+ * - `KVFEED_OK`: `events[0..*n]` are events in order, `*n >= 1`.
+ * - `KVFEED_TIMEOUT`: nothing arrived in time, or `kvfeed_watcher_interrupt`
+ *   ended the wait (as for `kvfeed_watcher_next`); `*n = 0`.
+ * - `KVFEED_LAGGED`: the watcher was lapped before any event of this call;
+ *   `*n = 0` and `events[0]` carries `missed` and `resume_at` (every other
+ *   field zero / NULL). A lap or close is reported only when no event was
+ *   returned: a lap met after some events ends the batch there, and the
+ *   next call reports it.
+ * - `KVFEED_CLOSED`: closed and drained (as for `kvfeed_watcher_next`);
+ *   `*n = 0`.
+ * - `KVFEED_NULL_ARG` (`watcher`, `events` or `n` NULL), `KVFEED_INVALID_ARG`
+ *   (`cap` 0, or another thread inside a call on this watcher): nothing is
+ *   read or written.
+ *
+ * Lifetime: the pointers of every event in the array stay valid until the
+ * next `kvfeed_watcher_next` / `kvfeed_watcher_next_batch` on this watcher
+ * or its free, like a single event's. Entries past `*n` are left as they
+ * were. Thread safety: one thread at a time per watcher.
+ *
+ * # Safety
+ *
+ * `watcher` is NULL or live; `events` is NULL or writable for `cap` entries;
+ * `n` is NULL or writable.
+ */
+enum kvfeed_status kvfeed_watcher_next_batch(struct kvfeed_watcher *watcher,
+                                             int64_t timeout_ms,
+                                             struct kvfeed_event *events,
+                                             size_t cap,
+                                             size_t *n);
+
+/**
+ * Ends the current wait of a `kvfeed_watcher_next` / `_next_batch` blocked on
+ * this watcher in another thread, without closing the watcher: that call
+ * returns `KVFEED_TIMEOUT` at once (even with a negative timeout). When no
+ * call is waiting, the next call that finds nothing to read returns
+ * `KVFEED_TIMEOUT` instead of waiting, so an interrupt that races the start
+ * of a wait is not lost; a call that finds an event returns it and leaves
+ * the interrupt pending for the next wait. Nothing is read or skipped: the
+ * watcher stays at the same cursor and every event is still delivered.
+ * Several interrupts before one wait count as one. Use it to cancel a wait
+ * (a deadline, a cancelled request) and keep the watcher; use
+ * `kvfeed_watcher_close` to end it.
+ *
+ * Thread safety: any thread, at any time, concurrently with any call on this
+ * watcher except `kvfeed_watcher_free`.
+ *
+ * # Safety
+ *
+ * `watcher` is NULL or live.
+ */
+enum kvfeed_status kvfeed_watcher_interrupt(const struct kvfeed_watcher *watcher);
 
 /**
  * Writes to `*out` the next seq this watcher will read. Thread safety: one

@@ -116,6 +116,13 @@ impl Notifier {
         }
     }
 
+    /// How many registrations wait for the next wake-up (tests use it to
+    /// know that a watcher has parked, instead of sleeping).
+    #[cfg(test)]
+    pub(crate) fn parked(&self) -> usize {
+        self.parked.load(Ordering::SeqCst)
+    }
+
     /// Registers `waker` for the next wake-up. The caller must re-check its
     /// slot (with `SeqCst`) after this returns and before returning `Pending`.
     #[cfg(feature = "async")]

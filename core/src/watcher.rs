@@ -133,6 +133,8 @@ struct Reader<K, V> {
     /// The snapshot item most recently handed out (borrowed by the caller).
     lent: Option<Change<K, V>>,
     closed: Arc<AtomicBool>,
+    /// Set by [`WatchCloser::interrupt`]; consumed by the wait it ends.
+    interrupted: Arc<AtomicBool>,
     /// The last step stopped at its budget of non-matching events.
     exhausted: bool,
 }
@@ -169,6 +171,7 @@ where
                 snapshot: None,
                 lent: None,
                 closed: Arc::new(AtomicBool::new(false)),
+                interrupted: Arc::new(AtomicBool::new(false)),
                 exhausted: false,
             },
             shared,
@@ -258,6 +261,7 @@ where
     pub fn closer(&self) -> WatchCloser {
         WatchCloser {
             closed: self.reader.closed.clone(),
+            interrupted: self.reader.interrupted.clone(),
             notifier: self.shared.notifier().clone(),
         }
     }
@@ -286,7 +290,8 @@ where
     }
 
     /// The next matching event, waiting up to `timeout`: a short spin, then
-    /// parked. `Ok(None)` when the time ran out.
+    /// parked. `Ok(None)` when the time ran out, or when
+    /// [`WatchCloser::interrupt`] ended the wait early.
     ///
     /// ```
     /// use std::time::Duration;
@@ -324,6 +329,11 @@ where
                 return Ok(Some(reader.wrap(step, guard)));
             }
             drop(guard);
+            if reader.interrupted.load(Ordering::Relaxed)
+                && reader.interrupted.swap(false, Ordering::SeqCst)
+            {
+                return Ok(None);
+            }
             if std::mem::take(&mut reader.exhausted) {
                 // Passed over a budget of events that did not match: more
                 // are published; look at the clock, then go on reading.
@@ -471,7 +481,7 @@ where
     /// Whether a read would find something (or an end); `SeqCst` for the
     /// parking handshake.
     fn ready(&self, shared: &Engine<K, V>) -> bool {
-        if self.closed.load(Ordering::SeqCst) {
+        if self.closed.load(Ordering::SeqCst) || self.interrupted.load(Ordering::SeqCst) {
             return true;
         }
         if shared.final_head().is_some_and(|last| self.cursor > last) {
@@ -611,17 +621,22 @@ where
     /// let keys: Vec<u8> = w.map(|ev| ev.unwrap().as_change().unwrap().key).collect();
     /// assert_eq!(keys, [0, 1, 2]);
     /// ```
+    /// An [interrupt](WatchCloser::interrupt) does not end it (an iterator
+    /// has no way to say "nothing yet"): it is consumed and the wait goes on.
     fn next(&mut self) -> Option<Self::Item> {
-        match self.next_until(None) {
-            Ok(Some(ev)) => Some(Ok(ev.to_owned())),
-            Ok(None) => unreachable!("no deadline"),
-            Err(RecvError::Lagged(l)) => Some(Err(l)),
-            Err(RecvError::Closed) => None,
+        loop {
+            return match self.next_until(None) {
+                Ok(Some(ev)) => Some(Ok(ev.to_owned())),
+                Ok(None) => continue, // interrupted
+                Err(RecvError::Lagged(l)) => Some(Err(l)),
+                Err(RecvError::Closed) => None,
+            };
         }
     }
 }
 
-/// Closes one watcher from any thread, waking it if it is blocked. Made by
+/// Closes or interrupts one watcher from any thread, waking it if it is
+/// blocked. Made by
 /// [`Watcher::closer`]; cheap to clone.
 ///
 /// ```
@@ -637,6 +652,7 @@ where
 #[derive(Clone)]
 pub struct WatchCloser {
     closed: Arc<AtomicBool>,
+    interrupted: Arc<AtomicBool>,
     notifier: Arc<Notifier>,
 }
 
@@ -661,6 +677,44 @@ impl WatchCloser {
     /// ```
     pub fn close(&self) {
         self.closed.store(true, Ordering::SeqCst);
+        self.notifier.wake_all();
+    }
+
+    /// Ends the watcher's current wait early without closing it: a
+    /// [`next_timeout`](Watcher::next_timeout) blocked on another thread
+    /// returns `Ok(None)` at once, as on a timeout. When no call is waiting,
+    /// the next one that finds nothing to read returns `Ok(None)` instead of
+    /// waiting (so an interrupt racing the start of a wait is not lost). The
+    /// interrupt is consumed by the wait it ends; a read that finds an event
+    /// returns the event and leaves the interrupt pending. Nothing is read or
+    /// skipped: the watcher stays at the same cursor. `try_next`,
+    /// `next_batch` and `drain_with` never wait and ignore interrupts; the
+    /// blocking `Iterator::next` consumes them and keeps waiting.
+    ///
+    /// Use it to cancel one wait (a request's deadline, a context) while
+    /// keeping the watcher; [`close`](Self::close) ends it for good.
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// use kvfeed::{Feed, WatchOptions};
+    ///
+    /// let feed: Feed<u32, u32> = Feed::new();
+    /// let mut w = feed.watch(WatchOptions::all());
+    /// let closer = w.closer();
+    /// let waiter = std::thread::spawn(move || {
+    ///     let start = Instant::now();
+    ///     let got = w.next_timeout(Duration::from_secs(60)).unwrap().is_none();
+    ///     (got, start.elapsed(), w)
+    /// });
+    /// closer.interrupt(); // before or during the wait: either way it ends it
+    /// let (interrupted, waited, mut w) = waiter.join().unwrap();
+    /// assert!(interrupted && waited < Duration::from_secs(60));
+    /// // Still open, at the same cursor: the next event is delivered.
+    /// feed.put(1, 10).unwrap();
+    /// assert_eq!(w.try_next().unwrap().unwrap().as_change().unwrap().value(), Some(&10));
+    /// ```
+    pub fn interrupt(&self) {
+        self.interrupted.store(true, Ordering::SeqCst);
         self.notifier.wake_all();
     }
 }
@@ -706,5 +760,117 @@ where
                 return Poll::Pending;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod interrupt_tests {
+    use std::time::{Duration, Instant};
+
+    use crate::{Feed, WatchOptions};
+
+    /// Long enough that a wait the interrupt failed to end is a test failure,
+    /// not a slow pass.
+    const LONG: Duration = Duration::from_secs(60);
+
+    fn value(w: &mut super::Watcher<u32, u32>) -> Option<u32> {
+        w.try_next()
+            .unwrap()
+            .map(|ev| *ev.as_change().unwrap().value().unwrap())
+    }
+
+    #[test]
+    fn interrupt_wakes_a_parked_wait_and_keeps_the_watcher() {
+        let feed: Feed<u32, u32> = Feed::new();
+        feed.put(1, 1).unwrap();
+        let mut w = feed.watch(WatchOptions::all());
+        let cursor = w.cursor();
+        let closer = w.closer();
+        let notifier = feed.shared.notifier().clone();
+        let waiter = std::thread::spawn(move || {
+            let start = Instant::now();
+            let none = w.next_timeout(LONG).unwrap().is_none();
+            (none, start.elapsed(), w)
+        });
+        // Interrupt only once the waiter is parked (no sleep).
+        while notifier.parked() == 0 {
+            std::thread::yield_now();
+        }
+        closer.interrupt();
+        let (none, waited, mut w) = waiter.join().unwrap();
+        assert!(none, "an interrupted wait returns Ok(None)");
+        assert!(
+            waited < LONG,
+            "the wait ended by the interrupt, not the timeout"
+        );
+        assert_eq!(w.cursor(), cursor, "nothing read or skipped");
+        assert!(
+            !w.reader.interrupted.load(crate::sync::Ordering::SeqCst),
+            "consumed"
+        );
+        feed.put(2, 20).unwrap();
+        assert_eq!(value(&mut w), Some(20));
+    }
+
+    #[test]
+    fn interrupt_before_the_wait_ends_the_next_wait_once() {
+        let feed: Feed<u32, u32> = Feed::new();
+        let mut w = feed.watch(WatchOptions::all());
+        w.closer().interrupt();
+        let start = Instant::now();
+        assert!(w.next_timeout(LONG).unwrap().is_none());
+        assert!(start.elapsed() < LONG);
+        // Consumed: the following wait is a plain one and gets the event.
+        feed.put(1, 10).unwrap();
+        let got = w.next_timeout(LONG).unwrap().map(|e| e.to_owned());
+        assert_eq!(got.unwrap().as_change().unwrap().value, Some(10));
+    }
+
+    #[test]
+    fn a_read_that_finds_an_event_leaves_the_interrupt_pending() {
+        let feed: Feed<u32, u32> = Feed::new();
+        let mut w = feed.watch(WatchOptions::all());
+        feed.put(1, 10).unwrap();
+        w.closer().interrupt();
+        let got = w.next_timeout(LONG).unwrap().map(|e| e.to_owned());
+        assert_eq!(got.unwrap().as_change().unwrap().value, Some(10));
+        // No event left: the pending interrupt ends this wait at once.
+        let start = Instant::now();
+        assert!(w.next_timeout(LONG).unwrap().is_none());
+        assert!(start.elapsed() < LONG);
+        // try_next ignores interrupts and the watcher is not closed.
+        w.closer().interrupt();
+        assert_eq!(value(&mut w), None);
+        feed.put(2, 20).unwrap();
+        assert_eq!(value(&mut w), Some(20));
+    }
+
+    #[test]
+    fn the_blocking_iterator_consumes_an_interrupt_and_keeps_waiting() {
+        let feed: Feed<u32, u32> = Feed::new();
+        let mut w = feed.watch(WatchOptions::all());
+        w.closer().interrupt();
+        let notifier = feed.shared.notifier().clone();
+        let reader = std::thread::spawn(move || w.next());
+        // Parked means it is past the interrupt (which it meets first).
+        while notifier.parked() == 0 {
+            std::thread::yield_now();
+        }
+        feed.put(7, 70).unwrap();
+        let ev = reader.join().unwrap().unwrap().unwrap();
+        assert_eq!(ev.as_change().unwrap().value, Some(70));
+    }
+
+    #[test]
+    fn close_after_interrupt_still_closes() {
+        let feed: Feed<u32, u32> = Feed::new();
+        let mut w = feed.watch(WatchOptions::all());
+        let closer = w.closer();
+        closer.interrupt();
+        closer.close();
+        assert!(matches!(
+            w.next_timeout(LONG),
+            Err(crate::RecvError::Closed)
+        ));
     }
 }

@@ -1,14 +1,20 @@
 /*
  * hello.c - put, get and watch through the kvfeed C ABI.
  *
- * Build and run from the repository root (one cc line after the cargo build):
+ * Build and run from the repository root, with one cc line after the cargo
+ * build (ffi/run-c-tests.sh runs these two lines as written). The library is
+ * read from ${CARGO_TARGET_DIR:-target}, cargo's target directory whether or
+ * not CARGO_TARGET_DIR is set; if you set another one in a cargo config
+ * (build.target-dir), write that directory there instead:
  *
  *   cargo build --release -p kvfeed-ffi
- *   cc -std=c99 -Wall -Iinclude ffi/examples/hello.c target/release/libkvfeed_ffi.a -lpthread -ldl -lm -o hello && ./hello
+ *   cc -std=c99 -Wall -Iinclude ffi/examples/hello.c ${CARGO_TARGET_DIR:-target}/release/libkvfeed_ffi.a -lpthread -ldl -lm -o hello && ./hello
  *
- * or, against an install tree staged by ffi/build-c.sh (which prints its path):
+ * or against an install tree staged by ffi/build-c.sh, which prints its path
+ * (pkg-config's kvfeed links statically: nothing is needed at run time):
  *
- *   cc -std=c99 -Wall ffi/examples/hello.c $(PKG_CONFIG_PATH=<tree>/lib/pkgconfig pkg-config --cflags --libs kvfeed) -o hello
+ *   prefix=$(ffi/build-c.sh)
+ *   cc -std=c99 -Wall ffi/examples/hello.c $(PKG_CONFIG_PATH=$prefix/lib/pkgconfig pkg-config --cflags --libs kvfeed) -o hello && ./hello
  */
 #include "kvfeed.h"
 

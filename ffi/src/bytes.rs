@@ -111,3 +111,106 @@ pub(crate) fn c_ptr(bytes: &[u8]) -> *const u8 {
         bytes.as_ptr()
     }
 }
+
+/// How many bytes a [`Bytes`] holds inline (without a heap allocation).
+const INLINE: usize = 22;
+
+/// The store's byte strings (keys and values): up to [`INLINE`] bytes are
+/// held inline, longer ones in a shared heap allocation.
+///
+/// Why not just `Arc<[u8]>`: a put of a short key and value then costs no
+/// allocation besides the core's event record (two fewer `malloc`/`free`
+/// pairs per write), and copying an event out for C copies a few bytes
+/// instead of bumping reference counts that other watchers share. The price:
+/// an event handed to C points into the watcher's copy of the `Change`, so
+/// that copy must not move while C holds the pointers (see `watcher.rs`).
+#[derive(Clone)]
+pub(crate) enum Bytes {
+    /// `len <= INLINE` bytes in `data[..len]`.
+    Inline { len: u8, data: [u8; INLINE] },
+    /// Longer byte strings.
+    Heap(std::sync::Arc<[u8]>),
+}
+
+impl From<&[u8]> for Bytes {
+    fn from(b: &[u8]) -> Self {
+        if b.len() <= INLINE {
+            let mut data = [0; INLINE];
+            data[..b.len()].copy_from_slice(b);
+            Bytes::Inline {
+                len: b.len() as u8,
+                data,
+            }
+        } else {
+            Bytes::Heap(b.into())
+        }
+    }
+}
+
+impl std::ops::Deref for Bytes {
+    type Target = [u8];
+    #[inline]
+    fn deref(&self) -> &[u8] {
+        match self {
+            Bytes::Inline { len, data } => &data[..*len as usize],
+            Bytes::Heap(b) => b,
+        }
+    }
+}
+
+impl AsRef<[u8]> for Bytes {
+    fn as_ref(&self) -> &[u8] {
+        self
+    }
+}
+
+// Lookups by `&[u8]` need `Borrow<[u8]>`, whose contract is that `Hash` and
+// `Eq` agree with `[u8]`'s: both below go through the slice.
+impl std::borrow::Borrow<[u8]> for Bytes {
+    fn borrow(&self) -> &[u8] {
+        self
+    }
+}
+
+impl std::hash::Hash for Bytes {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        (**self).hash(state)
+    }
+}
+
+impl PartialEq for Bytes {
+    fn eq(&self, other: &Self) -> bool {
+        **self == **other
+    }
+}
+
+impl Eq for Bytes {}
+
+impl std::fmt::Debug for Bytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&**self, f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Bytes;
+    use std::hash::{BuildHasher, Hash, Hasher};
+
+    #[test]
+    fn inline_and_heap_agree_with_slices() {
+        let s = std::collections::hash_map::RandomState::new();
+        for n in [0, 1, 21, 22, 23, 100] {
+            let v: Vec<u8> = (0..n as u8).collect();
+            let b = Bytes::from(&v[..]);
+            assert_eq!(&*b, &v[..]);
+            assert_eq!(matches!(b, Bytes::Inline { .. }), n <= 22);
+            let (mut h1, mut h2) = (s.build_hasher(), s.build_hasher());
+            b.hash(&mut h1);
+            v[..].hash(&mut h2);
+            assert_eq!(h1.finish(), h2.finish(), "Borrow<[u8]> needs equal hashes");
+            assert_eq!(b.clone(), b);
+        }
+        assert_ne!(Bytes::from(&b"ab"[..]), Bytes::from(&b"abc"[..]));
+    }
+}

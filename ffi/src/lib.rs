@@ -16,10 +16,10 @@
 //! - [`store`]: `kvfeed_config` and the store functions.
 //! - [`watcher`]: `kvfeed_watch_opts`, `kvfeed_event` and the watcher functions.
 //!
-//! # Differences from the C ABI contract (`api-contract.md`)
+//! # Additions to the C ABI of the specification
 //!
-//! Every name, type and status of the contract is kept. Additions and
-//! clarifications, all compatible with code written against the contract:
+//! Every name, type and status of the specification's C ABI is kept.
+//! Additions and clarifications, all compatible with code written against it:
 //!
 //! - `kvfeed_status_str` is declared with a `kvfeed_status` parameter as in the
 //!   contract, but the Rust side receives the enum's underlying `int`
@@ -31,8 +31,8 @@
 //! - A `kvfeed_delete_prefix` prefix longer than `max_key_len` is
 //!   `KVFEED_TOO_LARGE`, like a key.
 //! - `kvfeed_config.capacity` above `KVFEED_MAX_CAPACITY` (2^30) returns
-//!   `KVFEED_TOO_LARGE` (a ring that size cannot be allocated here, and an
-//!   allocation failure would abort the process instead of returning).
+//!   `KVFEED_TOO_LARGE`, and so does a capacity whose ring the machine
+//!   cannot allocate (the ring is allocated fallibly: the process lives on).
 //! - `kvfeed_watch_opts.kinds` with a bit outside `KVFEED_KIND_CREATE |
 //!   KVFEED_KIND_UPDATE | KVFEED_KIND_DELETE | KVFEED_KIND_SNAPSHOT_DONE`, or
 //!   with no change kind at all (only `KVFEED_KIND_SNAPSHOT_DONE`), returns
@@ -49,6 +49,10 @@
 //!   0 (the `has_value` / `has_old` flags tell "empty" from "absent").
 //! - `kvfeed_get` hands out an empty value as `{ NULL, 0 }` (nothing to free,
 //!   though `kvfeed_buf_free` on it is harmless).
+//! - `kvfeed_watcher_interrupt` ends a blocked `kvfeed_watcher_next` with
+//!   `KVFEED_TIMEOUT` without closing the watcher (a pending interrupt ends
+//!   the next wait), and `kvfeed_watcher_next_batch` reads up to `cap`
+//!   events in one call (a lap or close only when no event is returned).
 
 #![deny(unsafe_op_in_unsafe_fn, missing_docs)]
 #![warn(clippy::undocumented_unsafe_blocks)]
@@ -69,7 +73,8 @@ pub use store::{
 };
 pub use watcher::{
     kvfeed_event, kvfeed_start, kvfeed_watch_new, kvfeed_watch_opts, kvfeed_watcher,
-    kvfeed_watcher_close, kvfeed_watcher_cursor, kvfeed_watcher_free, kvfeed_watcher_next,
+    kvfeed_watcher_close, kvfeed_watcher_cursor, kvfeed_watcher_free, kvfeed_watcher_interrupt,
+    kvfeed_watcher_next, kvfeed_watcher_next_batch,
 };
 
 use std::ffi::c_char;
@@ -136,8 +141,7 @@ pub extern "C" fn kvfeed_test_panic() -> kvfeed_status {
 ///
 /// cbindgen:ignore
 pub(crate) type ByteFeed = kvfeed::Feed<Key, Val>;
-/// Keys are shared (an event and the map hold the same allocation).
-pub(crate) type Key = std::sync::Arc<[u8]>;
-/// Values, shared like keys: the core stores them inline in the event record,
-/// and an event copied out for C clones the `Arc`, not the bytes.
-pub(crate) type Val = std::sync::Arc<[u8]>;
+/// Keys: short ones inline, long ones shared (see [`bytes::Bytes`]).
+pub(crate) type Key = bytes::Bytes;
+/// Values, like keys; the core stores them in the event record.
+pub(crate) type Val = bytes::Bytes;

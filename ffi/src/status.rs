@@ -20,7 +20,8 @@ pub enum kvfeed_status {
     KVFEED_OK = 0,
     /// The key is absent (`kvfeed_get`, `kvfeed_delete`).
     KVFEED_NOT_FOUND = 1,
-    /// `kvfeed_watcher_next` found no event before its timeout.
+    /// `kvfeed_watcher_next(_batch)` found no event before its timeout, or
+    /// `kvfeed_watcher_interrupt` ended its wait.
     KVFEED_TIMEOUT = 2,
     /// The watcher was lapped: `missed` sequence numbers were overwritten
     /// before it read them; it continues at `resume_at`.

@@ -126,6 +126,9 @@ fn build(cfg: &kvfeed_config) -> Step<Store> {
     }
     let feed = ByteFeed::with_config(config).map_err(|e| match e {
         ConfigError::Capacity(_) => KVFEED_INVALID_ARG,
+        // The ring could not be allocated: the capacity is too large for
+        // this machine (the process lives on, nothing was created).
+        ConfigError::OutOfMemory { .. } => KVFEED_TOO_LARGE,
     })?;
     Ok(Store {
         feed,

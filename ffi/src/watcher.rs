@@ -12,10 +12,12 @@
 //!   a time"; a second thread that breaks the rule gets `KVFEED_INVALID_ARG`
 //!   instead of a data race.
 //!
-//! Zero copy: `kvfeed_event` points into `state.last`, an owned `Change` whose
-//! key and values are `Arc` clones of the ring's (no byte is copied). It is
-//! replaced on the next call, which is why event pointers are valid "until the
-//! next call on that watcher".
+//! `kvfeed_event` points into `state.last` (or, for a batch, into
+//! `state.batch`): owned `Change`s whose keys and values are `Bytes`, short
+//! ones copied inline, long ones `Arc` clones of the ring's. They are replaced
+//! on the next call, which is why event pointers are valid "until the next
+//! call on that watcher"; `state.batch` is reserved before a batch is filled
+//! so that no `Change` moves while the caller holds pointers into it.
 
 use std::cell::UnsafeCell;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -53,7 +55,10 @@ pub enum kvfeed_start {
     KVFEED_START_FROM = 1,
     /// One Create per live matching key (seq = the key's version, any order),
     /// then a `KVFEED_KIND_SNAPSHOT_DONE` event, then live events with no gap
-    /// and no duplicate.
+    /// and no duplicate. The Create items come only when `KVFEED_KIND_CREATE`
+    /// is in the watcher's `kinds` mask (a zero mask includes it); with a mask
+    /// such as `KVFEED_KIND_UPDATE | KVFEED_KIND_DELETE` the snapshot delivers
+    /// just the `KVFEED_KIND_SNAPSHOT_DONE` marker, then live events.
     KVFEED_START_SNAPSHOT = 2,
 }
 
@@ -77,6 +82,8 @@ pub struct kvfeed_watch_opts {
     pub n_prefixes: usize,
     /// Mask of `KVFEED_KIND_CREATE | _UPDATE | _DELETE`; 0 means all. Any
     /// other bit, or `KVFEED_KIND_SNAPSHOT_DONE` alone, is `KVFEED_INVALID_ARG`.
+    /// It applies to a snapshot's items too: they are Creates, delivered only
+    /// when `KVFEED_KIND_CREATE` is in the mask.
     pub kinds: u32,
     /// A `kvfeed_start` value; anything else is `KVFEED_INVALID_ARG`.
     pub start: u32,
@@ -84,12 +91,14 @@ pub struct kvfeed_watch_opts {
     pub from_seq: u64,
 }
 
-/// One event, filled by `kvfeed_watcher_next`.
+/// One event, filled by `kvfeed_watcher_next` (or one element of the array
+/// filled by `kvfeed_watcher_next_batch`).
 ///
 /// Lifetime: `key`, `value` and `old` point into memory owned by the watcher
-/// (no copy); they stay valid until the next `kvfeed_watcher_next` on that
-/// watcher, whatever it returns, or until `kvfeed_watcher_free`, whichever
-/// comes first. Writes to the store and freeing the store do not affect them.
+/// (nothing to free); they stay valid until the next `kvfeed_watcher_next` or
+/// `kvfeed_watcher_next_batch` on that watcher, whatever it returns, or until
+/// `kvfeed_watcher_free`, whichever comes first (for a batch: every event of
+/// the batch stays valid that long). Writes to the store and freeing the store do not affect them.
 /// Copy what you keep. A zero-length byte string has a NULL pointer;
 /// `has_value` / `has_old` tell an empty value from an absent one.
 #[repr(C)]
@@ -174,8 +183,9 @@ impl kvfeed_event {
 /// `kvfeed_watch_new`, destroyed by `kvfeed_watcher_free`.
 ///
 /// Thread safety: used by one thread at a time (it may move between threads),
-/// except `kvfeed_watcher_close`, which any thread may call at any time before
-/// `kvfeed_watcher_free`. A watcher stays valid after its store is freed.
+/// except `kvfeed_watcher_close` and `kvfeed_watcher_interrupt`, which any
+/// thread may call at any time before `kvfeed_watcher_free`. A watcher stays
+/// valid after its store is freed.
 pub struct kvfeed_watcher {
     _private: [u8; 0],
 }
@@ -184,13 +194,17 @@ pub struct kvfeed_watcher {
 pub(crate) struct WatcherInner {
     /// Wakes and closes the watcher; used from any thread.
     closer: WatchCloser,
+    /// Set by `kvfeed_watcher_interrupt` (before the core interrupt), taken by
+    /// the read whose wait it ends: tells that read's loop of timed waits
+    /// "return TIMEOUT now" from "this slice of the wait ran out".
+    interrupted: AtomicBool,
     /// True while a thread is inside `next` / `cursor` on this watcher.
     busy: AtomicBool,
     /// Touched only by the thread that set `busy` (see [`WatcherInner::enter`]).
     state: UnsafeCell<State>,
 }
 
-// SAFETY: `closer` is Sync; `state` is only accessed by the one thread that
+// SAFETY: `closer` and `interrupted` are Sync; `state` is only accessed by the one thread that
 // holds `busy` (acquired with Acquire, released with Release), which makes
 // every access to it exclusive and ordered; `busy` is atomic. The core's
 // `Watcher` and `Change` are `Send`, so handing `state` from one thread to the
@@ -201,6 +215,22 @@ struct State {
     watcher: Watcher<Key, Val>,
     /// The event the C caller is looking at; `kvfeed_event` points into it.
     last: Option<Change<Key, Val>>,
+    /// The events of the last batch, which the caller's array points into.
+    /// Short keys and values live inside these `Change`s (see `Bytes`), so
+    /// the vector is reserved before a batch is filled and never grows
+    /// during it: no element moves while C holds pointers into it.
+    batch: Vec<Change<Key, Val>>,
+    /// A lap found while a batch was being filled after its first event,
+    /// reported (once) by the next read.
+    lagged: Option<(u64, u64)>,
+}
+
+impl State {
+    /// Drops what the previous call handed out (its pointers become invalid).
+    fn reset(&mut self) {
+        self.last = None;
+        self.batch.clear();
+    }
 }
 
 impl Opaque for kvfeed_watcher {
@@ -338,10 +368,13 @@ pub unsafe extern "C" fn kvfeed_watch_new(
         let watcher = s.feed.watch(options);
         let inner = WatcherInner {
             closer: watcher.closer(),
+            interrupted: AtomicBool::new(false),
             busy: AtomicBool::new(false),
             state: UnsafeCell::new(State {
                 watcher,
                 last: None,
+                batch: Vec::new(),
+                lagged: None,
             }),
         };
         // SAFETY: non-NULL (checked) and writable (caller's contract).
@@ -381,7 +414,9 @@ impl From<Result<Option<EventRef<'_, Key, Val>>, RecvError>> for Outcome {
 /// `Instant + Duration` far from overflow whatever `timeout_ms` is).
 const MAX_PARK: Duration = Duration::from_secs(3600);
 
-fn read(w: &mut Watcher<Key, Val>, timeout_ms: i64) -> Outcome {
+/// One read with `kvfeed_watcher_next`'s timeout rules. `interrupted` is the
+/// handle's flag: a wait that ends with it set is reported as a timeout.
+fn read(w: &mut Watcher<Key, Val>, timeout_ms: i64, interrupted: &AtomicBool) -> Outcome {
     if timeout_ms == 0 {
         return w.try_next().into();
     }
@@ -394,7 +429,12 @@ fn read(w: &mut Watcher<Key, Val>, timeout_ms: i64) -> Outcome {
             Some(d) => d.saturating_duration_since(Instant::now()).min(MAX_PARK),
         };
         match w.next_timeout(park).into() {
-            Outcome::Timeout if deadline.map_or(true, |d| Instant::now() < d) => continue,
+            Outcome::Timeout
+                if !interrupted.swap(false, Ordering::SeqCst)
+                    && deadline.map_or(true, |d| Instant::now() < d) =>
+            {
+                continue
+            }
             outcome => return outcome,
         }
     }
@@ -408,7 +448,9 @@ fn read(w: &mut Watcher<Key, Val>, timeout_ms: i64) -> Outcome {
 /// - `KVFEED_OK`: `*out` is the event (see `kvfeed_event` for how long its
 ///   pointers live). For a snapshot end marker, `kind` is
 ///   `KVFEED_KIND_SNAPSHOT_DONE` with `at` and `consistent_at`.
-/// - `KVFEED_TIMEOUT`: nothing arrived in time; `*out` is untouched.
+/// - `KVFEED_TIMEOUT`: nothing arrived in time, or `kvfeed_watcher_interrupt`
+///   ended the wait (with a negative timeout, only an interrupt returns it);
+///   `*out` is untouched and the watcher is at the same cursor.
 /// - `KVFEED_LAGGED`: the watcher was lapped; `*out` is written with `missed`
 ///   and `resume_at` (every other field zero / NULL). The next call goes on
 ///   from `resume_at`.
@@ -436,35 +478,232 @@ pub unsafe extern "C" fn kvfeed_watcher_next(
         handle::required(out)?;
         let mut entered = w.enter()?;
         let state = entered.state();
-        state.last = None;
-        let (status, event) = match read(&mut state.watcher, timeout_ms) {
+        state.reset();
+        let outcome = match state.lagged.take() {
+            Some((missed, resume_at)) => Outcome::Lagged { missed, resume_at },
+            None => read(&mut state.watcher, timeout_ms, &w.interrupted),
+        };
+        let (status, event) = match outcome {
             Outcome::Change(change) => {
                 let change = state.last.insert(change);
                 (KVFEED_OK, kvfeed_event::of_change(change))
             }
-            Outcome::SnapshotDone { at, consistent_at } => (
-                KVFEED_OK,
-                kvfeed_event {
-                    kind: KVFEED_KIND_SNAPSHOT_DONE,
-                    at,
-                    consistent_at,
-                    ..kvfeed_event::EMPTY
-                },
-            ),
-            Outcome::Lagged { missed, resume_at } => (
-                KVFEED_LAGGED,
-                kvfeed_event {
-                    missed,
-                    resume_at,
-                    ..kvfeed_event::EMPTY
-                },
-            ),
+            Outcome::SnapshotDone { at, consistent_at } => {
+                (KVFEED_OK, kvfeed_event::snapshot_done(at, consistent_at))
+            }
+            Outcome::Lagged { missed, resume_at } => {
+                (KVFEED_LAGGED, kvfeed_event::lagged(missed, resume_at))
+            }
             Outcome::Timeout => return Ok(KVFEED_TIMEOUT),
             Outcome::Closed => return Ok(KVFEED_CLOSED),
         };
         // SAFETY: non-NULL (checked) and writable (caller's contract).
         unsafe { handle::write(out, event) };
         Ok(status)
+    })
+}
+
+impl kvfeed_event {
+    fn of_event(ev: &EventRef<'_, Key, Val>, batch: &mut Vec<Change<Key, Val>>) -> Self {
+        match ev {
+            EventRef::Change(c) => {
+                batch.push(c.to_owned());
+                kvfeed_event::of_change(batch.last().expect("just pushed"))
+            }
+            EventRef::SnapshotDone { at, consistent_at } => {
+                Self::snapshot_done(*at, *consistent_at)
+            }
+        }
+    }
+
+    fn snapshot_done(at: u64, consistent_at: u64) -> Self {
+        kvfeed_event {
+            kind: KVFEED_KIND_SNAPSHOT_DONE,
+            at,
+            consistent_at,
+            ..kvfeed_event::EMPTY
+        }
+    }
+
+    fn lagged(missed: u64, resume_at: u64) -> Self {
+        kvfeed_event {
+            missed,
+            resume_at,
+            ..kvfeed_event::EMPTY
+        }
+    }
+}
+
+/// Appends to `events[from..cap]` what is ready, without waiting. Returns the
+/// new count, or the lap / close when nothing was appended.
+///
+/// # Safety
+///
+/// `events` is writable for `cap` entries.
+unsafe fn drain(
+    state: &mut State,
+    events: *mut kvfeed_event,
+    from: usize,
+    cap: usize,
+) -> Result<usize, RecvError> {
+    let State { watcher, batch, .. } = state;
+    let mut i = from;
+    watcher.drain_with(cap - from, |ev| {
+        let event = kvfeed_event::of_event(&ev, batch);
+        // SAFETY: `drain_with` calls this at most `cap - from` times, so
+        // `i < cap`, and `events` is writable for `cap` entries (caller's
+        // contract).
+        unsafe { handle::write(events.add(i), event) };
+        i += 1;
+    })?;
+    Ok(i)
+}
+
+/// The body of `kvfeed_watcher_next_batch`, after the argument checks.
+///
+/// # Safety
+///
+/// `events` is non-NULL and writable for `cap >= 1` entries.
+unsafe fn fill(
+    state: &mut State,
+    interrupted: &AtomicBool,
+    timeout_ms: i64,
+    events: *mut kvfeed_event,
+    cap: usize,
+) -> (kvfeed_status, usize) {
+    let lagged = |missed, resume_at| {
+        // SAFETY: non-NULL and writable (this function's contract).
+        unsafe { handle::write(events, kvfeed_event::lagged(missed, resume_at)) };
+        (KVFEED_LAGGED, 0)
+    };
+    if let Some((missed, resume_at)) = state.lagged.take() {
+        return lagged(missed, resume_at);
+    }
+    // SAFETY: writable for `cap` entries (this function's contract).
+    match unsafe { drain(state, events, 0, cap) } {
+        Ok(0) if timeout_ms == 0 => return (KVFEED_TIMEOUT, 0),
+        Ok(0) => {}
+        Ok(count) => return (KVFEED_OK, count),
+        Err(RecvError::Lagged(l)) => return lagged(l.missed, l.resume_at),
+        Err(RecvError::Closed) => return (KVFEED_CLOSED, 0),
+    }
+    let first = match read(&mut state.watcher, timeout_ms, interrupted) {
+        Outcome::Change(change) => {
+            state.batch.push(change);
+            kvfeed_event::of_change(state.batch.last().expect("just pushed"))
+        }
+        Outcome::SnapshotDone { at, consistent_at } => {
+            kvfeed_event::snapshot_done(at, consistent_at)
+        }
+        Outcome::Lagged { missed, resume_at } => return lagged(missed, resume_at),
+        Outcome::Timeout => return (KVFEED_TIMEOUT, 0),
+        Outcome::Closed => return (KVFEED_CLOSED, 0),
+    };
+    // SAFETY: non-NULL and writable (this function's contract).
+    unsafe { handle::write(events, first) };
+    // Whatever else is already published joins the batch.
+    // SAFETY: writable for `cap` entries (this function's contract).
+    match unsafe { drain(state, events, 1, cap) } {
+        Ok(count) => (KVFEED_OK, count),
+        Err(RecvError::Lagged(l)) => {
+            // Reported by the next call, before anything else.
+            state.lagged = Some((l.missed, l.resume_at));
+            (KVFEED_OK, 1)
+        }
+        Err(RecvError::Closed) => (KVFEED_OK, 1),
+    }
+}
+
+/// The most events one `kvfeed_watcher_next_batch` call returns.
+const MAX_BATCH: usize = 1024;
+
+/// Reads up to `cap` events (at most 1024) into `events[0..cap]` in one call: waits up to
+/// `timeout_ms` for the first (0: do not wait; negative: until an event
+/// arrives, the watcher is closed or interrupted), then adds, without waiting,
+/// the ones already published, and writes their number to `*n`. A consumer
+/// that keeps up gets everything published since its last call at once.
+///
+/// Returns:
+/// - `KVFEED_OK`: `events[0..*n]` are events in order, `*n >= 1`.
+/// - `KVFEED_TIMEOUT`: nothing arrived in time, or `kvfeed_watcher_interrupt`
+///   ended the wait (as for `kvfeed_watcher_next`); `*n = 0`.
+/// - `KVFEED_LAGGED`: the watcher was lapped before any event of this call;
+///   `*n = 0` and `events[0]` carries `missed` and `resume_at` (every other
+///   field zero / NULL). A lap or close is reported only when no event was
+///   returned: a lap met after some events ends the batch there, and the
+///   next call reports it.
+/// - `KVFEED_CLOSED`: closed and drained (as for `kvfeed_watcher_next`);
+///   `*n = 0`.
+/// - `KVFEED_NULL_ARG` (`watcher`, `events` or `n` NULL), `KVFEED_INVALID_ARG`
+///   (`cap` 0, or another thread inside a call on this watcher): nothing is
+///   read or written.
+///
+/// Lifetime: the pointers of every event in the array stay valid until the
+/// next `kvfeed_watcher_next` / `kvfeed_watcher_next_batch` on this watcher
+/// or its free, like a single event's. Entries past `*n` are left as they
+/// were. Thread safety: one thread at a time per watcher.
+///
+/// # Safety
+///
+/// `watcher` is NULL or live; `events` is NULL or writable for `cap` entries;
+/// `n` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn kvfeed_watcher_next_batch(
+    watcher: *mut kvfeed_watcher,
+    timeout_ms: i64,
+    events: *mut kvfeed_event,
+    cap: usize,
+    n: *mut usize,
+) -> kvfeed_status {
+    guard(|| {
+        // SAFETY: NULL or live (caller's contract). Borrowed shared: see handle.rs.
+        let w = unsafe { handle::borrow(watcher) }?;
+        handle::required(events)?;
+        handle::required(n)?;
+        if cap == 0 || cap > isize::MAX as usize / std::mem::size_of::<kvfeed_event>() {
+            return Err(KVFEED_INVALID_ARG);
+        }
+        let mut entered = w.enter()?;
+        let state = entered.state();
+        state.reset();
+        let cap = cap.min(MAX_BATCH);
+        state.batch.reserve(cap); // no reallocation while filling (see `State::batch`)
+                                  // SAFETY: `events` is non-NULL (checked) and writable for `cap` entries.
+        let (status, count) = unsafe { fill(state, &w.interrupted, timeout_ms, events, cap) };
+        // SAFETY: non-NULL (checked) and writable (caller's contract).
+        unsafe { handle::write(n, count) };
+        Ok(status)
+    })
+}
+
+/// Ends the current wait of a `kvfeed_watcher_next` / `_next_batch` blocked on
+/// this watcher in another thread, without closing the watcher: that call
+/// returns `KVFEED_TIMEOUT` at once (even with a negative timeout). When no
+/// call is waiting, the next call that finds nothing to read returns
+/// `KVFEED_TIMEOUT` instead of waiting, so an interrupt that races the start
+/// of a wait is not lost; a call that finds an event returns it and leaves
+/// the interrupt pending for the next wait. Nothing is read or skipped: the
+/// watcher stays at the same cursor and every event is still delivered.
+/// Several interrupts before one wait count as one. Use it to cancel a wait
+/// (a deadline, a cancelled request) and keep the watcher; use
+/// `kvfeed_watcher_close` to end it.
+///
+/// Thread safety: any thread, at any time, concurrently with any call on this
+/// watcher except `kvfeed_watcher_free`.
+///
+/// # Safety
+///
+/// `watcher` is NULL or live.
+#[no_mangle]
+pub unsafe extern "C" fn kvfeed_watcher_interrupt(watcher: *const kvfeed_watcher) -> kvfeed_status {
+    guard(|| {
+        // SAFETY: NULL or live (caller's contract); only the Sync `closer` and
+        // `interrupted` fields are used.
+        let w = unsafe { handle::borrow(watcher) }?;
+        // The handle's flag first: the read that wakes must find it set.
+        w.interrupted.store(true, Ordering::SeqCst);
+        w.closer.interrupt();
+        Ok(KVFEED_OK)
     })
 }
 

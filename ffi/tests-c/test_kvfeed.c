@@ -16,6 +16,7 @@
 #include "kvfeed.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -1368,6 +1369,279 @@ static void test_threads_share_a_store(void) {
 }
 
 /* ------------------------------------------------------------------------ */
+/* Batch reads and interrupts                                                */
+
+static void test_batch_args(void) {
+    kvfeed_store *s = new_store(0);
+    kvfeed_watcher *w = watch_all(s);
+    kvfeed_event evs[4];
+    size_t n = 12345;
+    CHECK_ST(kvfeed_put(s, S("k"), S("v"), NULL), KVFEED_OK);
+    for (int i = 0; i < 4; i++) poison(&evs[i]);
+    CHECK_ST(kvfeed_watcher_next_batch(NULL, 0, evs, 4, &n), KVFEED_NULL_ARG);
+    CHECK_ST(kvfeed_watcher_next_batch(w, 0, NULL, 4, &n), KVFEED_NULL_ARG);
+    CHECK_ST(kvfeed_watcher_next_batch(w, 0, evs, 4, NULL), KVFEED_NULL_ARG);
+    CHECK_ST(kvfeed_watcher_next_batch(w, 0, NULL, 0, &n), KVFEED_NULL_ARG);
+    CHECK_ST(kvfeed_watcher_next_batch(w, 0, evs, 0, &n), KVFEED_INVALID_ARG);
+    CHECK_ST(kvfeed_watcher_next_batch(w, -1, evs, 0, &n), KVFEED_INVALID_ARG);
+    CHECK_ST(kvfeed_watcher_next_batch(w, 0, evs, SIZE_MAX, &n), KVFEED_INVALID_ARG);
+    CHECK_ST(kvfeed_watcher_interrupt(NULL), KVFEED_NULL_ARG);
+    /* Nothing was read or written. */
+    CHECK(n == 12345);
+    for (int i = 0; i < 4; i++) CHECK(is_poisoned(&evs[i]));
+    uint64_t cursor = 0;
+    CHECK_ST(kvfeed_watcher_cursor(w, &cursor), KVFEED_OK);
+    CHECK(cursor == 1);
+    /* cap 1 works and returns the one event. */
+    CHECK_ST(kvfeed_watcher_next_batch(w, 0, evs, 1, &n), KVFEED_OK);
+    CHECK(n == 1 && evs[0].seq == 1 && bytes_eq(evs[0].key, evs[0].key_len, "k"));
+    CHECK(is_poisoned(&evs[1]));
+    /* Empty: TIMEOUT with n = 0, the array untouched. */
+    poison(&evs[0]);
+    CHECK_ST(kvfeed_watcher_next_batch(w, 0, evs, 4, &n), KVFEED_TIMEOUT);
+    CHECK(n == 0 && is_poisoned(&evs[0]));
+    CHECK_ST(kvfeed_watcher_next_batch(w, 5, evs, 4, &n), KVFEED_TIMEOUT);
+    CHECK(n == 0 && is_poisoned(&evs[0]));
+    kvfeed_watcher_free(w);
+    kvfeed_store_free(s);
+}
+
+static void test_batch_reads_in_order_and_keeps_every_event_valid(void) {
+    kvfeed_store *s = new_store(4); /* the ring holds 4: the batch outlives it */
+    kvfeed_watcher *w = watch_all(s);
+    char key[16], val[96];
+    /* Short and long keys and values (the library keeps short ones inline). */
+#define BATCH_VAL(i)                                                                               \
+    snprintf(val, sizeof val, (i) == 1 ? "v%d-a-value-longer-than-any-inline-buffer-0123456789" : "v%d", i)
+    for (int i = 0; i < 3; i++) {
+        snprintf(key, sizeof key, "k%d", i);
+        BATCH_VAL(i);
+        CHECK_ST(kvfeed_put(s, S(key), S(val), NULL), KVFEED_OK);
+    }
+    CHECK_ST(kvfeed_put(s, S("k0"), S("v0b"), NULL), KVFEED_OK); /* seq 4: Update */
+    kvfeed_event evs[8];
+    for (int i = 0; i < 8; i++) poison(&evs[i]);
+    size_t n = 0;
+    CHECK_ST(kvfeed_watcher_next_batch(w, 0, evs, 3, &n), KVFEED_OK);
+    CHECK(n == 3);
+    CHECK(is_poisoned(&evs[3])); /* past cap: untouched */
+    /* Overwrite the ring many times and free nothing: every event of the
+     * batch must still be readable. */
+    for (int i = 0; i < 40; i++) CHECK_ST(kvfeed_put(s, S("churn"), S("x"), NULL), KVFEED_OK);
+    for (int i = 0; i < 3; i++) {
+        snprintf(key, sizeof key, "k%d", i);
+        BATCH_VAL(i);
+        CHECK(evs[i].seq == (uint64_t)i + 1 && evs[i].kind == KVFEED_KIND_CREATE);
+        CHECK(bytes_eq(evs[i].key, evs[i].key_len, key));
+        CHECK(evs[i].has_value && bytes_eq(evs[i].value, evs[i].value_len, val));
+        CHECK(!evs[i].has_old && evs[i].old == NULL);
+    }
+    /* The next batch first reports the lap (nothing returned with it). */
+    uint64_t cursor = 0;
+    CHECK_ST(kvfeed_watcher_cursor(w, &cursor), KVFEED_OK);
+    CHECK(cursor == 4);
+    CHECK_ST(kvfeed_watcher_next_batch(w, 0, evs, 8, &n), KVFEED_LAGGED);
+    CHECK(n == 0);
+    CHECK(evs[0].missed == evs[0].resume_at - cursor && evs[0].missed > 0);
+    CHECK(evs[0].kind == 0 && evs[0].key == NULL && evs[0].seq == 0);
+    uint64_t next = evs[0].resume_at;
+    CHECK_ST(kvfeed_watcher_next_batch(w, 0, evs, 8, &n), KVFEED_OK);
+    CHECK(n >= 1 && n <= 4);
+    for (size_t i = 0; i < n; i++) CHECK(evs[i].seq == next + i);
+    CHECK(evs[n - 1].seq == head_of(s));
+    CHECK_ST(kvfeed_watcher_next_batch(w, 0, evs, 8, &n), KVFEED_TIMEOUT);
+
+    /* Closed: what is left is delivered, then CLOSED with n = 0. */
+    CHECK_ST(kvfeed_put(s, S("last"), S("1"), NULL), KVFEED_OK);
+    CHECK_ST(kvfeed_store_close(s), KVFEED_OK);
+    CHECK_ST(kvfeed_watcher_next_batch(w, -1, evs, 8, &n), KVFEED_OK);
+    CHECK(n == 1 && bytes_eq(evs[0].key, evs[0].key_len, "last"));
+    n = 99;
+    CHECK_ST(kvfeed_watcher_next_batch(w, -1, evs, 8, &n), KVFEED_CLOSED);
+    CHECK(n == 0);
+    kvfeed_watcher_free(w);
+    kvfeed_store_free(s);
+}
+
+static void test_batch_snapshot_and_kind_mask(void) {
+    kvfeed_store *s = new_store(0);
+    uint64_t va = 0, vb = 0;
+    CHECK_ST(kvfeed_put(s, S("a"), S("1"), &va), KVFEED_OK);
+    CHECK_ST(kvfeed_put(s, S("b"), S("2"), &vb), KVFEED_OK);
+    kvfeed_watch_opts o;
+    memset(&o, 0, sizeof o);
+    o.start = KVFEED_START_SNAPSHOT;
+    kvfeed_watcher *w = NULL;
+    CHECK_ST(kvfeed_watch_new(s, &o, &w), KVFEED_OK);
+    kvfeed_event evs[8];
+    size_t n = 0;
+    CHECK_ST(kvfeed_watcher_next_batch(w, 0, evs, 8, &n), KVFEED_OK);
+    CHECK(n == 3); /* two Creates, then the marker, in one call */
+    CHECK(evs[0].kind == KVFEED_KIND_CREATE && evs[1].kind == KVFEED_KIND_CREATE);
+    CHECK(evs[0].seq + evs[1].seq == va + vb);
+    CHECK(evs[2].kind == KVFEED_KIND_SNAPSHOT_DONE && evs[2].at == 2 && evs[2].key == NULL);
+    kvfeed_watcher_free(w);
+
+    /* Without Create in the mask, a snapshot delivers only its marker. */
+    o.kinds = KVFEED_KIND_UPDATE | KVFEED_KIND_DELETE;
+    CHECK_ST(kvfeed_watch_new(s, &o, &w), KVFEED_OK);
+    CHECK_ST(kvfeed_put(s, S("a"), S("3"), NULL), KVFEED_OK);
+    CHECK_ST(kvfeed_watcher_next_batch(w, 0, evs, 8, &n), KVFEED_OK);
+    CHECK(n == 2);
+    CHECK(evs[0].kind == KVFEED_KIND_SNAPSHOT_DONE);
+    CHECK(evs[1].kind == KVFEED_KIND_UPDATE && bytes_eq(evs[1].old, evs[1].old_len, "1"));
+    kvfeed_watcher_free(w);
+    kvfeed_store_free(s);
+}
+
+/* One writer, one batch reader on a small ring: every seq is delivered in
+ * order or counted as missed, with the values the writer wrote. */
+struct batch_writer_arg {
+    kvfeed_store *s;
+    long n;
+};
+
+static void *batch_writer(void *p) {
+    struct batch_writer_arg *a = p;
+    char key[16], val[24];
+    for (long i = 0; i < a->n; i++) {
+        snprintf(key, sizeof key, "k%ld", i % 13);
+        snprintf(val, sizeof val, "%ld", i + 1); /* = its seq (one writer) */
+        CHECK_ST(kvfeed_put(a->s, S(key), S(val), NULL), KVFEED_OK);
+    }
+    CHECK_ST(kvfeed_store_close(a->s), KVFEED_OK);
+    return NULL;
+}
+
+static void run_batch_reader(uint64_t capacity, bool roomy) {
+    struct batch_writer_arg a = {new_store(capacity), scaled(200000)};
+    kvfeed_watcher *w = watch_all(a.s);
+    pthread_t t;
+    CHECK(pthread_create(&t, NULL, batch_writer, &a) == 0);
+    kvfeed_event evs[16];
+    uint64_t expect = 1, delivered = 0, missed = 0, batches = 0, bad = 0;
+    kvfeed_status st;
+    size_t n;
+    while ((st = kvfeed_watcher_next_batch(w, -1, evs, 16, &n)) != KVFEED_CLOSED) {
+        if (st == KVFEED_LAGGED) {
+            if (n != 0 || evs[0].resume_at != expect + evs[0].missed) bad++;
+            missed += evs[0].missed;
+            expect = evs[0].resume_at;
+            continue;
+        }
+        if (st != KVFEED_OK || n == 0 || n > 16) {
+            bad++;
+            break;
+        }
+        batches++;
+        for (size_t i = 0; i < n; i++) {
+            char want[24];
+            snprintf(want, sizeof want, "%llu", (unsigned long long)expect);
+            if (evs[i].seq != expect || !bytes_eq(evs[i].value, evs[i].value_len, want)) bad++;
+            expect = evs[i].seq + 1;
+            delivered++;
+        }
+    }
+    CHECK(pthread_join(t, NULL) == 0);
+    CHECK(bad == 0);
+    CHECK(n == 0);
+    CHECK(delivered + missed == (uint64_t)a.n);
+    CHECK(expect == (uint64_t)a.n + 1);
+    if (roomy) CHECK(missed == 0);
+    printf("     batch reader (capacity %llu): %llu events in %llu batches, %llu missed\n",
+           (unsigned long long)capacity, (unsigned long long)delivered,
+           (unsigned long long)batches, (unsigned long long)missed);
+    kvfeed_watcher_free(w);
+    kvfeed_store_free(a.s);
+}
+
+static void test_threads_batch_reader_lapped(void) { run_batch_reader(64, false); }
+static void test_threads_batch_reader_roomy(void) { run_batch_reader(262144, true); }
+
+struct waiter_arg {
+    kvfeed_watcher *w;
+    bool batch;
+    atomic_int started;
+    kvfeed_status status;
+    size_t n;
+};
+
+static void *interrupted_waiter(void *p) {
+    struct waiter_arg *a = p;
+    kvfeed_event ev[2];
+    atomic_store(&a->started, 1);
+    a->n = 77;
+    if (a->batch)
+        a->status = kvfeed_watcher_next_batch(a->w, -1, ev, 2, &a->n);
+    else
+        a->status = kvfeed_watcher_next(a->w, -1, &ev[0]);
+    return NULL;
+}
+
+static void test_interrupt_wakes_a_blocked_next_and_keeps_the_watcher(void) {
+    /* An infinite wait: only the interrupt can end it (a broken interrupt
+     * hangs this test). Whether the interrupt lands before the waiter parks
+     * or after, the wait returns TIMEOUT; repeated to hit both. */
+    kvfeed_store *s = new_store(0);
+    kvfeed_watcher *w = watch_all(s);
+    long rounds = scaled(200);
+    long ok = 0;
+    for (long i = 0; i < rounds; i++) {
+        struct waiter_arg a;
+        memset(&a, 0, sizeof a);
+        a.w = w;
+        a.batch = i % 2;
+        pthread_t t;
+        CHECK(pthread_create(&t, NULL, interrupted_waiter, &a) == 0);
+        while (!atomic_load(&a.started)) sched_yield();
+        CHECK_ST(kvfeed_watcher_interrupt(w), KVFEED_OK); /* const: from this thread */
+        CHECK(pthread_join(t, NULL) == 0);
+        if (a.status == KVFEED_TIMEOUT && (!a.batch || a.n == 0)) ok++;
+    }
+    CHECK(ok == rounds);
+    /* Not closed, same cursor, nothing lost. */
+    uint64_t cursor = 0;
+    CHECK_ST(kvfeed_watcher_cursor(w, &cursor), KVFEED_OK);
+    CHECK(cursor == 1);
+    CHECK_ST(kvfeed_put(s, S("k"), S("v"), NULL), KVFEED_OK);
+    kvfeed_event ev;
+    CHECK_ST(kvfeed_watcher_next(w, -1, &ev), KVFEED_OK);
+    CHECK(ev.seq == 1 && bytes_eq(ev.key, ev.key_len, "k"));
+    kvfeed_watcher_free(w);
+    kvfeed_store_free(s);
+}
+
+static void test_interrupt_is_kept_for_the_next_wait(void) {
+    kvfeed_store *s = new_store(0);
+    kvfeed_watcher *w = watch_all(s);
+    kvfeed_event ev;
+    size_t n = 0;
+    /* Before any call: the next wait returns at once, once. */
+    CHECK_ST(kvfeed_watcher_interrupt(w), KVFEED_OK);
+    CHECK_ST(kvfeed_watcher_interrupt(w), KVFEED_OK); /* several count as one */
+    CHECK_ST(kvfeed_watcher_next(w, -1, &ev), KVFEED_TIMEOUT);
+    CHECK_ST(kvfeed_watcher_next(w, 1, &ev), KVFEED_TIMEOUT); /* a real 1 ms timeout */
+    /* A poll (timeout 0) neither waits nor consumes it. */
+    CHECK_ST(kvfeed_watcher_interrupt(w), KVFEED_OK);
+    CHECK_ST(kvfeed_watcher_next(w, 0, &ev), KVFEED_TIMEOUT);
+    CHECK_ST(kvfeed_watcher_next_batch(w, -1, &ev, 1, &n), KVFEED_TIMEOUT);
+    CHECK(n == 0);
+    /* A call that finds an event returns it and leaves the interrupt for the
+     * next wait. */
+    CHECK_ST(kvfeed_watcher_interrupt(w), KVFEED_OK);
+    CHECK_ST(kvfeed_put(s, S("a"), S("1"), NULL), KVFEED_OK);
+    CHECK_ST(kvfeed_watcher_next_batch(w, -1, &ev, 1, &n), KVFEED_OK);
+    CHECK(n == 1 && ev.seq == 1);
+    CHECK_ST(kvfeed_watcher_next(w, -1, &ev), KVFEED_TIMEOUT);
+    /* Close still wins over a pending interrupt. */
+    CHECK_ST(kvfeed_watcher_interrupt(w), KVFEED_OK);
+    CHECK_ST(kvfeed_watcher_close(w), KVFEED_OK);
+    CHECK_ST(kvfeed_watcher_next(w, -1, &ev), KVFEED_CLOSED);
+    kvfeed_watcher_free(w);
+    kvfeed_store_free(s);
+}
+
+/* ------------------------------------------------------------------------ */
 
 struct test {
     const char *name;
@@ -1402,6 +1676,13 @@ static const struct test TESTS[] = {
     T(test_threads_writers_and_watchers_roomy),
     T(test_threads_snapshot_while_writing),
     T(test_threads_share_a_store),
+    T(test_batch_args),
+    T(test_batch_reads_in_order_and_keeps_every_event_valid),
+    T(test_batch_snapshot_and_kind_mask),
+    T(test_threads_batch_reader_lapped),
+    T(test_threads_batch_reader_roomy),
+    T(test_interrupt_wakes_a_blocked_next_and_keeps_the_watcher),
+    T(test_interrupt_is_kept_for_the_next_wait),
 };
 
 int main(int argc, char **argv) {
