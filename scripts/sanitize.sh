@@ -10,7 +10,7 @@
 #   scripts/sanitize.sh tsan       # TSan only
 #
 # What they cover that the loom models (loom-tests/) do not: the real seize
-# and papaya (the loom models replace them with stand-ins), Rust's aliasing
+# (the loom models replace it with a stand-in), Rust's aliasing
 # rules and use-after-free on the real allocator (Miri), and races in the
 # real, optimized build with std's locks (TSan).
 #
@@ -20,7 +20,7 @@
 #           the two 100,000-write memory tests, hours under Miri);
 #         cargo +nightly miri test -p loom-tests --test sanitize_smoke
 #           writers overwrite and churn while a watcher reads in place, with
-#           enough writes (> kvfeed's seize batch of 2,048) for seize to
+#           enough writes (> kvfeed's seize batch of 512) for seize to
 #           reclaim while the feed lives.
 #   TSan  RUSTFLAGS=-Zsanitizer=thread cargo +nightly test -Zbuild-std \
 #           --target x86_64-unknown-linux-gnu -p kvfeed --lib --tests
@@ -31,7 +31,7 @@
 # process-wide `membarrier` system call paired with compiler-only fences on
 # the readers' side, and standalone `atomic::fence`s), so it reports races
 # between seize's reclamation (its batch bookkeeping, or the free of a retired
-# event record / papaya entry) and earlier accesses to the same memory. These
+# event record or table) and earlier accesses to the same memory. These
 # are expected (hundreds in the stress tests) and do not fail the run; the
 # script counts them and prints every report *without* a seize frame in
 # either stack, which is a real race and fails the run. Seize's reclamation

@@ -1,13 +1,13 @@
-//! Model 3: per-key order (`core/src/write.rs`, `shared.rs::assign_seq`).
+//! Model 3: per-key order (`core/src/engine/write.rs`, `sequencer.rs`).
 //!
-//! Writers to one key race on its cell: a writer that finds the current node
-//! still pending numbers it first (helping), and a claimer that loses the
-//! node's seq CAS publishes its number as a skip marker. Each model then reads
-//! the whole log with a fresh watcher from seq 1 (`full_log`: the cursor must
-//! reach the head, so every seq up to it was an event or a skip marker: no
-//! gap) and replays it per key (`replay`: `old` chains to the previous event's
-//! `value`, Create only when absent), and checks it against what the writers
-//! were told and against `get`.
+//! Writers to one key race on its slot's word: the winner of the CAS to
+//! `PENDING` claims the next seq and stores it, the others wait for it to
+//! finish (seqs are dense: none is ever given up). Each model then reads the
+//! whole log with a fresh watcher from seq 1 (`full_log`: the cursor must
+//! reach the head, so every seq up to it is an event: no gap) and replays it
+//! per key (`replay`: `old` chains to the previous event's `value`, Create
+//! only when absent), and checks it against what the writers were told and
+//! against `get`.
 #![cfg(kvfeed_loom)]
 
 use kvfeed::{CasError, Kind};
@@ -23,13 +23,13 @@ fn event_of(log: &[Rec], v: usize) -> Option<&Rec> {
 /// Model 3a — put / put on one key.
 ///
 /// Property: key 0 exists (seq 1, value 0); writers A and B put values 1 and
-/// 2. The log has no gap (skip markers fill every given-up seq), seq order is
+/// 2. The log has no gap (three events for three seqs), seq order is
 /// the map's apply order (`old` chains: Create 0, then Update 1 and Update 2
 /// in one order or the other), each writer's returned seq is its event's seq,
 /// and `get` returns the last event's value and version.
 ///
 /// Bound: 2 writers + main; preemption bound 3; ring of 8 (the whole log,
-/// skip markers included, fits).
+/// fits).
 #[test]
 fn put_put_same_key() {
     model("put_put_same_key", 3, || {
@@ -72,9 +72,9 @@ fn put_put_same_key() {
 /// Model 3b — put / delete on one key.
 ///
 /// Property: key 0 exists (seq 1, value 0); writer A puts value 1 while
-/// writer B deletes the key (sealing its cell; a later put makes a new cell).
+/// writer B deletes the key (a tombstone in its slot; a later put reuses it).
 /// Either order is fine, but the log must say which: Update 1 then Delete
-/// (old 1), or Delete (old 0) then Create 1 in the new cell. The delete's
+/// (old 1), or Delete (old 0) then Create 1 over the tombstone. The delete's
 /// returned seq and old value are its event's; the put's returned seq is its
 /// event's; no gap; `get` agrees with the log's end.
 ///
@@ -221,8 +221,9 @@ fn cas_cas_put_same_key() {
 /// Model 3d — two creators of one absent key (`put` vs `compare_and_put(k,
 /// 0, ..)`, "only if absent").
 ///
-/// Property: both race to insert a cell for key 0; one cell wins the index,
-/// the loser's node is dropped unshared and it retries on the winner's cell.
+/// Property: both race to take a table slot for key 0; one slot is taken
+/// (the other writer waits for the same-hash `RESERVED` slot and finds the
+/// key there), and exactly one Create is numbered.
 /// So the log is Create then Update (put after the CAS), or Create alone with
 /// the CAS failing on the put's version; never two Creates, no gap, `old`
 /// chains, `get` agrees.
@@ -276,14 +277,14 @@ fn create_create_same_key() {
     });
 }
 
-/// Model 3e — `get` helps a pending write.
+/// Model 3e — `get` during a pending write (the name is historical: `get`
+/// no longer helps; it reads the state before the write).
 ///
 /// Property: key 0 exists (seq 1, value 0); a writer puts value 1 while a
-/// reader calls `get_with` twice. `get` numbers a pending node itself
-/// (helping), so it reports the version of an event watchers will see:
-/// every `get` returns (0, 1) or (1, the put's seq), the second never older
-/// than the first, and the writer's lost claim (if `get` numbered its node
-/// first) is a skip marker: no gap.
+/// reader calls `get_with` twice. `get` never waits: on a `PENDING` word it
+/// reads the pending node's predecessor, the state before the write. Every
+/// `get` returns (0, 1) or (1, the put's seq), the second never older than
+/// the first, and the log has no gap.
 ///
 /// Bound: writer + reader + main; preemption bound 3; ring of 8.
 #[test]

@@ -1,10 +1,11 @@
-//! Model 6: reclamation (`core/src/node.rs` ownership, `ring.rs` publish,
-//! `write.rs` replace/unlink, and the loom stand-in for seize in
-//! `core/src/reclaim.rs`).
+//! Model 6: reclamation (`core/src/engine/node.rs`: a record is retired when
+//! its successor leaves the ring and its own slot has moved on; `ring.rs`
+//! `leave`; `table.rs` drops a tombstone in a migration; and the loom
+//! stand-in for seize in `core/src/engine/reclaim_loom.rs`).
 //!
 //! The stand-in drops a retired record once no guard is alive, and panics if
 //! a guard loads a record retired before the guard was entered (a record
-//! retired while still reachable from a slot or a cell) or if a record is
+//! retired while still reachable from a ring or table slot) or if a record is
 //! retired twice. Values count their drops ([`Drops`]), and a value read after
 //! it was dropped panics ([`Val::read`]).
 #![cfg(kvfeed_loom)]
@@ -101,16 +102,16 @@ fn overwritten_while_read() {
 /// Model 6b — a deleted key leaves nothing behind.
 ///
 /// Property (guarantee 7): writer A creates and deletes key 0 (value 0)
-/// while writer B puts key 1 twice, on a ring of capacity 2. Deleting seals
-/// key 0's cell and unlinks it from the index; whoever wins the unlink drops
-/// the cell's reference on the tombstone. Once every writer is done and the
+/// while writer B puts key 1 twice, on a ring of capacity 2. Deleting leaves
+/// a tombstone in key 0's slot; the Create (value 0) is retired when the
+/// Delete leaves the ring. Once every writer is done and the
 /// ring has moved past the delete (delete seq <= head - 2) and no guard is
 /// alive, value 0 has been dropped while the feed still lives (the records
 /// that held it, the Create and the tombstone's `prev` link, are gone, not
 /// parked until the feed drops). No record is retired twice or reached after
 /// retirement; after the feed drops, every value instance was dropped once.
 /// Not seen: the tombstone itself and the key (plain `u8` keys, and the
-/// tombstone holds no value), see loom-tests/README.md.
+/// tombstone holds no value; a migration drops it), see loom-tests/README.md.
 ///
 /// Bound: 2 writers + main; preemption bound 3.
 #[test]

@@ -1,5 +1,5 @@
-//! Models 1 and 2: the ring (`core/src/ring.rs`, `shared.rs::assign_seq`,
-//! `watcher.rs::step`).
+//! Models 1 and 2: the ring (`core/src/engine/ring.rs`: stamped slots,
+//! publish, lap detection; `sequencer.rs`: the claim; `watcher.rs::step`).
 #![cfg(kvfeed_loom)]
 
 use kvfeed::{Kind, WatchOptions};
@@ -85,8 +85,8 @@ fn claim_publish_read() {
 /// exact: `missed == resume_at - cursor` and it resumes at the oldest seq the
 /// ring still holds (here always `{ missed: 1, resume_at: 2 }`: only seq 1 can
 /// be overwritten); no event is delivered out of place, and
-/// `delivered + missed` equals the number of seqs passed (3: distinct keys
-/// make no skip markers). Slots only move forward: a late publisher never
+/// `delivered + missed` equals the number of seqs passed (3: seqs are
+/// dense). Slots only move forward: a late publisher never
 /// overwrites a newer seq, so after the writers finish the watcher reaches the
 /// head, and a fresh watcher from seq 1 is told exactly
 /// `Lagged { missed: 1, resume_at: 2 }` and then reads seqs 2 and 3.

@@ -1,11 +1,12 @@
 //! A small concurrent workload for Miri and ThreadSanitizer
-//! (`scripts/sanitize.sh`), on the real seize and papaya that the loom models
-//! replace with stand-ins: writers overwrite events while watchers read them
-//! in place, so events are retired and freed by seize while readers hold
-//! guards, and a churn of put/delete unlinks cells.
+//! (`scripts/sanitize.sh`), on the real seize that the loom models replace
+//! with a stand-in: writers overwrite events while watchers read them in
+//! place, so events are retired and freed by seize while readers hold
+//! guards, and a churn of put/delete of new keys grows and compacts the
+//! table (migrations racing writers).
 //!
 //! The writer of key 0 does 2,100 writes, more than kvfeed's seize batch size
-//! (`RETIRE_BATCH` in `core/src/index.rs`, 512 at the time of writing), so
+//! (`RETIRE_BATCH` in `core/src/engine/reclaim.rs`, 512), so
 //! that batches are handed to seize and reclaimed while the feed lives, not
 //! only when it drops.
 //! Without the sanitizers it is an ordinary (fast) test.
@@ -89,7 +90,7 @@ fn overwrite_and_churn_while_watchers_read() {
     feed.close();
     let (events, missed, cursor) = reader.join().unwrap();
     assert_eq!(cursor, head + 1);
-    // One writer per key: nobody helps a pending node, so no skip markers.
+    // Seqs are dense: every seq up to the head is an event.
     assert_eq!(
         events + missed,
         head,
