@@ -189,7 +189,7 @@ impl<K: Clone, V: Clone> Change<K, V> {
             seq: n.seq.load(Ordering::Relaxed),
             kind: Kind::of(n.kind),
             key: n.key.clone(),
-            value: n.value.clone(),
+            value: n.value().cloned(),
             // SAFETY: the caller's guarantee.
             old: unsafe { n.old() }.cloned(),
         }
@@ -468,7 +468,7 @@ impl<'w, K, V> ChangeRef<'w, K, V> {
     /// ```
     pub fn value(&self) -> Option<&V> {
         match self.node() {
-            Ok(n) => n.value.as_ref(),
+            Ok(n) => n.value(),
             Err(c) => c.value.as_ref(),
         }
     }

@@ -33,6 +33,8 @@
 //! reaches a node that is neither current nor in the ring. Readers never
 //! write to a node.
 
+use std::mem::MaybeUninit;
+
 use crate::sync::AtomicU64;
 
 /// What a record means.
@@ -52,8 +54,9 @@ pub(crate) struct Node<K, V> {
     pub(crate) seq: AtomicU64,
     pub(crate) kind: NodeKind,
     pub(crate) key: K,
-    /// The new value: Some for Create and Update.
-    pub(crate) value: Option<V>,
+    /// The new value: written for Create and Update, not for Delete (an
+    /// `Option` would cost a word per record for most `V`).
+    value: MaybeUninit<V>,
     /// The key's previous node, or null (the key's first write). For an
     /// Update or Delete, its value is this event's `old`. Kept alive until
     /// this node leaves the ring (module doc).
@@ -68,15 +71,38 @@ unsafe impl<K: Send + Sync, V: Send + Sync> Send for Node<K, V> {}
 unsafe impl<K: Send + Sync, V: Send + Sync> Sync for Node<K, V> {}
 
 impl<K, V> Node<K, V> {
-    /// A write not yet installed (seq 0, no predecessor yet).
-    pub(crate) fn new(kind: NodeKind, key: K, value: Option<V>) -> Self {
+    /// A put not yet installed (seq 0, no predecessor yet); its kind
+    /// (Create or Update) is set when it is installed.
+    pub(crate) fn put(key: K, value: V) -> Self {
         Node {
             seq: AtomicU64::new(0),
-            kind,
+            kind: NodeKind::Update,
             key,
-            value,
+            value: MaybeUninit::new(value),
             prev: std::ptr::null_mut(),
         }
+    }
+
+    /// A delete not yet installed.
+    pub(crate) fn delete(key: K) -> Self {
+        Node {
+            seq: AtomicU64::new(0),
+            kind: NodeKind::Delete,
+            key,
+            value: MaybeUninit::uninit(),
+            prev: std::ptr::null_mut(),
+        }
+    }
+
+    /// The new value (Create, Update).
+    #[inline]
+    pub(crate) fn value(&self) -> Option<&V> {
+        if self.kind == NodeKind::Delete {
+            return None;
+        }
+        // SAFETY: written at construction for every kind but Delete, and a
+        // put's kind only moves between Create and Update.
+        Some(unsafe { self.value.assume_init_ref() })
     }
 
     /// The value this event replaced (Update, Delete); None for a Create.
@@ -91,7 +117,17 @@ impl<K, V> Node<K, V> {
             return None;
         }
         // SAFETY: the caller's guarantee above.
-        unsafe { (*self.prev).value.as_ref() }
+        unsafe { (*self.prev).value() }
+    }
+}
+
+impl<K, V> Drop for Node<K, V> {
+    fn drop(&mut self) {
+        if self.kind != NodeKind::Delete {
+            // SAFETY: written for every kind but Delete (see `value`), and
+            // dropped once, here.
+            unsafe { self.value.assume_init_drop() }
+        }
     }
 }
 

@@ -68,6 +68,19 @@ mod imp {
             unsafe { self.0.defer_retire(ptr, seize::reclaim::boxed) }
         }
 
+        /// Frees a table (`Box<T>`) once no guard can still see it, handing
+        /// this thread's batch of retired records to seize now: a table is
+        /// large, and in a feed that only creates keys no other retirement
+        /// would fill the batch and let the old table go.
+        ///
+        /// # Safety
+        /// As [`retire_box`](Self::retire_box).
+        pub(crate) unsafe fn retire_large<T>(&self, ptr: *mut T) {
+            // SAFETY: the caller's guarantee.
+            unsafe { self.retire_box(ptr) };
+            self.0.flush();
+        }
+
         /// Frees a node (`node::free`: back to a thread's cache) once no
         /// guard can still see it.
         ///

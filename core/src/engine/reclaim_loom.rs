@@ -213,6 +213,12 @@ impl Guard<'_> {
     }
 
     /// # Safety
+    /// As `retire_box`.
+    pub(crate) unsafe fn retire_large<T>(&self, ptr: *mut T) {
+        self.collector.retire_stamped(ptr);
+    }
+
+    /// # Safety
     /// As `retire_box` (under loom, nodes are plain boxes).
     pub(crate) unsafe fn retire_node<T>(&self, ptr: *mut T) {
         self.collector.retire_stamped(ptr);

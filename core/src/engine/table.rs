@@ -478,7 +478,7 @@ impl<K: Hash + Eq + Clone, V> Map<K, V> {
             debug_assert!(swung.is_ok(), "only the last copier swings the root");
             // SAFETY: no longer the root, every slot is copied (lookups that
             // start now never reach it), and only the last copier gets here.
-            unsafe { guard.retire_box(old) };
+            unsafe { guard.retire_large(old) };
         }
     }
 

@@ -113,7 +113,7 @@ impl<K: Hash + Eq + Clone + 'static, V: 'static> Engine<K, V> {
         let tag = self.map.tag(&key);
         let guard = self.collector.enter();
         // The one allocation of a put: key and value move into the record.
-        let mut node = Owned(node::alloc(Node::new(NodeKind::Update, key, Some(value))));
+        let mut node = Owned(node::alloc(Node::put(key, value)));
         let mut backoff = Backoff::new();
         loop {
             // SAFETY: we own the node until it is installed.
@@ -146,9 +146,9 @@ impl<K: Hash + Eq + Clone + 'static, V: 'static> Engine<K, V> {
                 }
                 if let (Some(same), Some(old), Some(new)) = (
                     self.settings.same_value,
-                    now.value.as_ref(),
+                    now.value(),
                     // SAFETY: still ours.
-                    unsafe { (*node.0).value.as_ref() },
+                    unsafe { (*node.0).value() },
                 ) {
                     if same(old, new) {
                         return Ok(version);
@@ -198,7 +198,7 @@ impl<K: Hash + Eq + Clone + 'static, V: 'static> Engine<K, V> {
             if node.0.is_null() {
                 // SAFETY: the slot is `FULL` (found), its table alive under the guard.
                 let k = unsafe { slot.key() }.clone();
-                node.0 = node::alloc(Node::new(NodeKind::Delete, k, None));
+                node.0 = node::alloc(Node::delete(k));
             }
             // SAFETY: ours until installed.
             unsafe { (*node.0).prev = present };
@@ -207,7 +207,7 @@ impl<K: Hash + Eq + Clone + 'static, V: 'static> Engine<K, V> {
                 // SAFETY: `present` was current and is now the Delete's
                 // predecessor: alive until the Delete leaves the ring, and
                 // protected by our guard either way.
-                let old = unsafe { (*present).value.clone() };
+                let old = unsafe { (*present).value().cloned() };
                 return Ok(Some((seq, old.expect("a live node carries a value"))));
             }
         }
@@ -294,6 +294,6 @@ impl<K: Hash + Eq + Clone + 'static, V: 'static> Engine<K, V> {
         // write, which is retired only after that write leaves the ring),
         // under the guard.
         let node = unsafe { &*node };
-        Some(f(node.value.as_ref()?, node.seq.load(Ordering::Relaxed)))
+        Some(f(node.value()?, node.seq.load(Ordering::Relaxed)))
     }
 }
