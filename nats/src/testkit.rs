@@ -169,3 +169,28 @@ pub async fn jetstream(urls: &[String]) -> Result<async_nats::jetstream::Context
     }
     Err(format!("JetStream did not answer: {last:?}").into())
 }
+
+/// The scripted history the demo, the crash test and the benchmark write:
+/// operation `i` on a store of `keys` keys. Deterministic, so a restarted
+/// store process rebuilds the same seqs. `None` as value means delete.
+pub fn scripted(i: u64, keys: u64) -> (Vec<u8>, Option<Vec<u8>>) {
+    let key = format!("key/{:05}", i % keys.max(1)).into_bytes();
+    if i % 10 == 9 {
+        (key, None)
+    } else {
+        (key, Some(format!("v{i}").into_bytes()))
+    }
+}
+
+/// Applies scripted operation `i` to `feed`.
+pub fn apply_scripted(feed: &crate::ByteFeed, i: u64, keys: u64) {
+    let (key, value) = scripted(i, keys);
+    match value {
+        Some(v) => {
+            feed.put(key, v).expect("put");
+        }
+        None => {
+            feed.delete(&key).expect("delete");
+        }
+    }
+}
