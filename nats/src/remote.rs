@@ -176,8 +176,11 @@ pub struct RemoteWatcher {
     msgs: Option<Messages>,
     opening: Option<JoinHandle<Result<Messages, Error>>>,
     failures: u32,
-    /// Results decided, not yet returned.
-    out: VecDeque<Result<Event, RecvError>>,
+    /// Results decided, not yet returned, each with the cursor after it.
+    out: VecDeque<(Result<Event, RecvError>, u64)>,
+    /// The cursor after the last result returned (what `cursor()` shows
+    /// while results are queued).
+    shown: u64,
     /// A recovery snapshot being collected (after its lag marker).
     group: Option<Vec<Change<Vec<u8>, Vec<u8>>>>,
     closed: bool,
@@ -218,6 +221,7 @@ impl RemoteWatcher {
             opening: None,
             failures: 0,
             out: VecDeque::new(),
+            shown: 1,
             group: None,
             closed: false,
             opts,
@@ -231,9 +235,17 @@ impl RemoteWatcher {
         Ok(w)
     }
 
-    /// The next seq this watcher will read.
+    /// The next seq this watcher will read (after the results it returned).
     pub fn cursor(&self) -> u64 {
-        self.cursor
+        if self.out.is_empty() {
+            self.cursor
+        } else {
+            self.shown
+        }
+    }
+
+    fn emit(&mut self, r: Result<Event, RecvError>) {
+        self.out.push_back((r, self.cursor));
     }
 
     /// Makes every later read return `Closed`.
@@ -373,10 +385,11 @@ impl RemoteWatcher {
             }
         }
         self.cursor = position + 1;
+        self.shown = self.cursor;
         if self.opts.kinds.contains(Kinds::CREATE) {
             for (key, (value, version)) in map {
                 if self.opts.matches_key(&key) {
-                    self.out.push_back(Ok(Event::Change(Change {
+                    self.emit(Ok(Event::Change(Change {
                         seq: version,
                         kind: Kind::Create,
                         key,
@@ -386,7 +399,7 @@ impl RemoteWatcher {
                 }
             }
         }
-        self.out.push_back(Ok(Event::SnapshotDone {
+        self.emit(Ok(Event::SnapshotDone {
             at: position,
             consistent_at: consistent_at.max(position),
         }));
@@ -396,9 +409,11 @@ impl RemoteWatcher {
     /// The next matching event, waiting as long as it takes.
     pub async fn next(&mut self) -> Result<Event, RecvError> {
         loop {
-            if let Some(r) = self.out.pop_front() {
+            if let Some((r, cursor)) = self.out.pop_front() {
+                self.shown = cursor;
                 return r;
             }
+            self.shown = self.cursor;
             if self.closed {
                 return Err(RecvError::Closed);
             }
@@ -498,7 +513,7 @@ impl RemoteWatcher {
     fn lagged(&mut self, resume_at: u64) {
         let missed = resume_at - self.cursor;
         self.cursor = resume_at;
-        self.out.push_back(Err(RecvError::Lagged(Lagged { missed, resume_at })));
+        self.emit(Err(RecvError::Lagged(Lagged { missed, resume_at })));
     }
 
     /// Applies one stream message to the cursor and the output queue.
@@ -537,7 +552,7 @@ impl RemoteWatcher {
                 }
                 self.cursor = seq + 1;
                 if self.opts.matches(&key, kind) {
-                    self.out.push_back(Ok(Event::Change(Change { seq, kind, key, value, old })));
+                    self.emit(Ok(Event::Change(Change { seq, kind, key, value, old })));
                 }
             }
             Record::Lagged { at } => {
@@ -564,8 +579,10 @@ impl RemoteWatcher {
             }
             Record::SnapshotDone { at, consistent_at, .. } => {
                 if let Some(items) = self.group.take() {
-                    self.out.extend(items.into_iter().map(|c| Ok(Event::Change(c))));
-                    self.out.push_back(Ok(Event::SnapshotDone { at, consistent_at }));
+                    for c in items {
+                        self.emit(Ok(Event::Change(c)));
+                    }
+                    self.emit(Ok(Event::SnapshotDone { at, consistent_at }));
                 }
             }
         }
