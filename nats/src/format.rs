@@ -93,7 +93,9 @@ impl Record {
     pub fn position(&self) -> u64 {
         match self {
             Record::Event { seq, .. } => *seq,
-            Record::Lagged { at } | Record::SnapshotItem { at, .. } | Record::SnapshotDone { at, .. } => *at,
+            Record::Lagged { at }
+            | Record::SnapshotItem { at, .. }
+            | Record::SnapshotDone { at, .. } => *at,
         }
     }
 }
@@ -133,7 +135,13 @@ fn payload(headers: &mut HeaderMap, key: &[u8], value: Option<&[u8]>, old: Optio
 }
 
 /// A live event.
-pub(crate) fn event(seq: u64, kind: Kind, key: &[u8], value: Option<&[u8]>, old: Option<&[u8]>) -> Outgoing {
+pub(crate) fn event(
+    seq: u64,
+    kind: Kind,
+    key: &[u8],
+    value: Option<&[u8]>,
+    old: Option<&[u8]>,
+) -> Outgoing {
     let mut headers = HeaderMap::new();
     headers.insert(SEQ, seq.to_string().as_str());
     headers.insert(KIND, kind_name(kind));
@@ -163,7 +171,13 @@ pub(crate) fn lagged(at: u64, sseq: u64) -> Outgoing {
 }
 
 /// One snapshot item of the group opened at stream sequence `group`.
-pub(crate) fn snapshot_item(at: u64, group: u64, version: u64, key: &[u8], value: &[u8]) -> Outgoing {
+pub(crate) fn snapshot_item(
+    at: u64,
+    group: u64,
+    version: u64,
+    key: &[u8],
+    value: &[u8],
+) -> Outgoing {
     let mut headers = HeaderMap::new();
     headers.insert(SEQ, at.to_string().as_str());
     headers.insert(KIND, "snapshot");
@@ -221,8 +235,11 @@ fn need(headers: &HeaderMap, name: &str) -> Result<u64, FormatError> {
     num(headers, name)?.ok_or_else(|| FormatError(format!("header {name} missing")))
 }
 
+/// Key, value, old.
+type Parts = (Vec<u8>, Option<Vec<u8>>, Option<Vec<u8>>);
+
 /// Splits the payload into key, value, old by the length headers.
-fn parts(headers: &HeaderMap, payload: &[u8]) -> Result<(Vec<u8>, Option<Vec<u8>>, Option<Vec<u8>>), FormatError> {
+fn parts(headers: &HeaderMap, payload: &[u8]) -> Result<Parts, FormatError> {
     let k = need(headers, KEY_LEN)? as usize;
     let v = num(headers, VALUE_LEN)?.map(|n| n as usize);
     let o = num(headers, OLD_LEN)?.map(|n| n as usize);
@@ -255,7 +272,13 @@ pub fn decode(headers: Option<&HeaderMap>, payload: &[u8]) -> Result<Record, For
     };
     if let Some(kind) = event_kind {
         let (key, value, old) = parts(headers, payload)?;
-        return Ok(Record::Event { seq, kind, key, value, old });
+        return Ok(Record::Event {
+            seq,
+            kind,
+            key,
+            value,
+            old,
+        });
     }
     match kind {
         "lagged" => Ok(Record::Lagged { at: seq }),
@@ -307,16 +330,28 @@ mod tests {
     #[test]
     fn markers_round_trip() {
         let l = lagged(9, 3);
-        assert_eq!(decode(Some(&l.headers), &l.payload).unwrap(), Record::Lagged { at: 9 });
+        assert_eq!(
+            decode(Some(&l.headers), &l.payload).unwrap(),
+            Record::Lagged { at: 9 }
+        );
         let s = snapshot_item(9, 3, 7, b"k", b"v");
         assert_eq!(
             decode(Some(&s.headers), &s.payload).unwrap(),
-            Record::SnapshotItem { at: 9, version: 7, key: b"k".to_vec(), value: b"v".to_vec() }
+            Record::SnapshotItem {
+                at: 9,
+                version: 7,
+                key: b"k".to_vec(),
+                value: b"v".to_vec()
+            }
         );
         let d = snapshot_done(9, 11, 3);
         assert_eq!(
             decode(Some(&d.headers), &d.payload).unwrap(),
-            Record::SnapshotDone { at: 9, consistent_at: 11, group_start: 3 }
+            Record::SnapshotDone {
+                at: 9,
+                consistent_at: 11,
+                group_start: 3
+            }
         );
     }
 

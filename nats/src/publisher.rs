@@ -154,7 +154,8 @@ async fn run(
                 stats.resyncs.fetch_add(1, Ordering::Relaxed);
                 failures = if session.progressed { 1 } else { failures + 1 };
                 // Back off (50 ms doubling up to 1 s) unless asked to stop.
-                let pause = Duration::from_millis(50u64 << failures.min(5)).min(Duration::from_secs(1));
+                let pause =
+                    Duration::from_millis(50u64 << failures.min(5)).min(Duration::from_secs(1));
                 tokio::select! {
                     _ = tokio::time::sleep(pause) => {}
                     _ = stop.changed() => {}
@@ -310,16 +311,22 @@ impl Session<'_> {
                     let value = c.value().cloned().unwrap_or_default();
                     items.push((c.seq(), c.key().clone(), value));
                 }
-                Ok(Some(EventRef::SnapshotDone { at, consistent_at })) => break (at, consistent_at),
-                Ok(None) | Err(_) => return Err("the local snapshot ended without its marker".into()),
+                Ok(Some(EventRef::SnapshotDone { at, consistent_at })) => {
+                    break (at, consistent_at)
+                }
+                Ok(None) | Err(_) => {
+                    return Err("the local snapshot ended without its marker".into())
+                }
             }
         };
         let group = self.last_sseq + 1;
         self.send(format::lagged(at, group)).await?;
         for (version, key, value) in items {
-            self.send(format::snapshot_item(at, group, version, &key, &value)).await?;
+            self.send(format::snapshot_item(at, group, version, &key, &value))
+                .await?;
         }
-        self.send(format::snapshot_done(at, consistent_at, group)).await?;
+        self.send(format::snapshot_done(at, consistent_at, group))
+            .await?;
         self.flush().await?;
         self.stats.recoveries.fetch_add(1, Ordering::Relaxed);
         Ok(w)
@@ -331,16 +338,25 @@ async fn resync(stream: &Stream, bridge: &Bridge) -> Result<Resume, Error> {
     let info = stream.get_info().await?;
     let last_sseq = info.state.last_sequence;
     if last_sseq == 0 {
-        return Ok(Resume { last_sseq, next: Some(1) });
+        return Ok(Resume {
+            last_sseq,
+            next: Some(1),
+        });
     }
     if info.state.messages == 0 {
         // The limits removed everything: the position is unknown.
-        return Ok(Resume { last_sseq, next: None });
+        return Ok(Resume {
+            last_sseq,
+            next: None,
+        });
     }
     let msg = stream.get_raw_message(last_sseq).await?;
     let next = match format::decode(Some(&msg.headers), &msg.payload)? {
         Record::Event { seq, .. } => {
-            match stream.get_last_raw_message_by_subject(&bridge.subject(format::DONE)).await {
+            match stream
+                .get_last_raw_message_by_subject(&bridge.subject(format::DONE))
+                .await
+            {
                 Ok(d) => match format::decode(Some(&d.headers), &d.payload)? {
                     Record::SnapshotDone { consistent_at, .. } if consistent_at > seq => None,
                     _ => Some(seq + 1),
@@ -349,7 +365,9 @@ async fn resync(stream: &Stream, bridge: &Bridge) -> Result<Resume, Error> {
                 Err(e) => return Err(e.into()),
             }
         }
-        Record::SnapshotDone { at, consistent_at, .. } if consistent_at == at => Some(at + 1),
+        Record::SnapshotDone {
+            at, consistent_at, ..
+        } if consistent_at == at => Some(at + 1),
         _ => None,
     };
     Ok(Resume { last_sseq, next })

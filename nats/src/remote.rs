@@ -209,7 +209,11 @@ impl RemoteWatcher {
     /// Opens a watcher on `bridge`'s stream. A snapshot start reads the
     /// stream up to its current end before returning (and waits for a
     /// recovery snapshot in progress to be complete).
-    pub async fn new(js: Context, bridge: &Bridge, opts: RemoteWatchOptions) -> Result<Self, Error> {
+    pub async fn new(
+        js: Context,
+        bridge: &Bridge,
+        opts: RemoteWatchOptions,
+    ) -> Result<Self, Error> {
         let mut w = RemoteWatcher {
             js,
             bridge: bridge.clone(),
@@ -359,7 +363,13 @@ impl RemoteWatcher {
             self.next_sseq = sseq + 1;
             let Ok(rec) = rec else { continue };
             match rec {
-                Record::Event { seq, kind, key, value, .. } => {
+                Record::Event {
+                    seq,
+                    kind,
+                    key,
+                    value,
+                    ..
+                } => {
                     match (kind, value) {
                         (Kind::Delete, _) | (_, None) => map.remove(&key),
                         (_, Some(v)) => map.insert(key, (v, seq)),
@@ -371,12 +381,19 @@ impl RemoteWatcher {
                     in_group = true;
                     position = at;
                 }
-                Record::SnapshotItem { version, key, value, .. } => {
+                Record::SnapshotItem {
+                    version,
+                    key,
+                    value,
+                    ..
+                } => {
                     if in_group {
                         map.insert(key, (value, version));
                     }
                 }
-                Record::SnapshotDone { consistent_at: c, .. } => {
+                Record::SnapshotDone {
+                    consistent_at: c, ..
+                } => {
                     if in_group {
                         in_group = false;
                         consistent_at = c;
@@ -505,7 +522,8 @@ impl RemoteWatcher {
             self.failures = 0;
             return Err(RecvError::Nats(e));
         }
-        let pause = Duration::from_millis(25u64 << self.failures.min(6)).min(Duration::from_secs(1));
+        let pause =
+            Duration::from_millis(25u64 << self.failures.min(6)).min(Duration::from_secs(1));
         tokio::time::sleep(pause).await;
         Ok(())
     }
@@ -541,18 +559,33 @@ impl RemoteWatcher {
                 // The recovery snapshot being read was itself removed.
                 self.lagged(self.cursor);
             }
-            if matches!(rec, Record::SnapshotItem { .. } | Record::SnapshotDone { .. }) {
+            if matches!(
+                rec,
+                Record::SnapshotItem { .. } | Record::SnapshotDone { .. }
+            ) {
                 return; // the rest of a group whose start is gone
             }
         }
         match rec {
-            Record::Event { seq, kind, key, value, old } => {
+            Record::Event {
+                seq,
+                kind,
+                key,
+                value,
+                old,
+            } => {
                 if seq < self.cursor {
                     return;
                 }
                 self.cursor = seq + 1;
                 if self.opts.matches(&key, kind) {
-                    self.emit(Ok(Event::Change(Change { seq, kind, key, value, old })));
+                    self.emit(Ok(Event::Change(Change {
+                        seq,
+                        kind,
+                        key,
+                        value,
+                        old,
+                    })));
                 }
             }
             Record::Lagged { at } => {
@@ -564,7 +597,12 @@ impl RemoteWatcher {
                     self.group = Some(Vec::new());
                 }
             }
-            Record::SnapshotItem { version, key, value, .. } => {
+            Record::SnapshotItem {
+                version,
+                key,
+                value,
+                ..
+            } => {
                 if let Some(items) = self.group.as_mut() {
                     if self.opts.kinds.contains(Kinds::CREATE) && self.opts.matches_key(&key) {
                         items.push(Change {
@@ -577,7 +615,9 @@ impl RemoteWatcher {
                     }
                 }
             }
-            Record::SnapshotDone { at, consistent_at, .. } => {
+            Record::SnapshotDone {
+                at, consistent_at, ..
+            } => {
                 if let Some(items) = self.group.take() {
                     for c in items {
                         self.emit(Ok(Event::Change(c)));
@@ -594,7 +634,9 @@ async fn open(js: Context, stream: String, start: u64, batch: usize) -> Result<M
     let stream = js.get_stream_no_info(&stream).await?;
     let consumer = stream
         .create_consumer(pull::Config {
-            deliver_policy: DeliverPolicy::ByStartSequence { start_sequence: start },
+            deliver_policy: DeliverPolicy::ByStartSequence {
+                start_sequence: start,
+            },
             ack_policy: AckPolicy::None,
             inactive_threshold: Duration::from_secs(10),
             memory_storage: true,

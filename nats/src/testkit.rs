@@ -60,11 +60,16 @@ impl NatsServer {
     /// `n` JetStream servers forming one cluster (routes between all).
     pub fn cluster(n: usize) -> Vec<NatsServer> {
         let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
-        let routes: Vec<String> = ports.iter().map(|(_, c)| format!("\"nats://127.0.0.1:{c}\"")).collect();
+        let routes: Vec<String> = ports
+            .iter()
+            .map(|(_, c)| format!("\"nats://127.0.0.1:{c}\""))
+            .collect();
         ports
             .iter()
             .enumerate()
-            .map(|(i, (p, c))| Self::spawn(&format!("n{}", i + 1), *p, Some((*c, routes.join(", ")))))
+            .map(|(i, (p, c))| {
+                Self::spawn(&format!("n{}", i + 1), *p, Some((*c, routes.join(", "))))
+            })
             .collect()
     }
 
@@ -144,7 +149,8 @@ impl Drop for NatsServer {
 
 /// Connects to any of `urls`, reconnecting forever, with short timeouts.
 pub async fn connect(urls: &[String]) -> Result<async_nats::Client, crate::Error> {
-    let addrs: Vec<async_nats::ServerAddr> = urls.iter().map(|u| u.parse()).collect::<Result<_, _>>()?;
+    let addrs: Vec<async_nats::ServerAddr> =
+        urls.iter().map(|u| u.parse()).collect::<Result<_, _>>()?;
     Ok(async_nats::ConnectOptions::new()
         .connection_timeout(Duration::from_secs(2))
         .request_timeout(Some(Duration::from_secs(2)))

@@ -20,23 +20,35 @@ use std::time::{Duration, Instant};
 
 use kvfeed::{Config, Feed, Kind, WatchOptions};
 use kvfeed_nats::testkit::{apply_scripted, jetstream};
-use kvfeed_nats::{Bridge, ByteFeed, Error, Event, Publisher, RecvError, RemoteWatchOptions, RemoteWatcher};
+use kvfeed_nats::{
+    Bridge, ByteFeed, Error, Event, Publisher, RecvError, RemoteWatchOptions, RemoteWatcher,
+};
 
 struct Args(Vec<String>);
 
 impl Args {
     fn get(&self, name: &str) -> Option<&str> {
         let flag = format!("--{name}");
-        self.0.iter().position(|a| *a == flag).and_then(|i| self.0.get(i + 1)).map(String::as_str)
+        self.0
+            .iter()
+            .position(|a| *a == flag)
+            .and_then(|i| self.0.get(i + 1))
+            .map(String::as_str)
     }
     fn str(&self, name: &str, default: &str) -> String {
         self.get(name).unwrap_or(default).to_string()
     }
     fn num(&self, name: &str, default: u64) -> u64 {
-        self.get(name).map_or(default, |v| v.parse().unwrap_or_else(|_| panic!("--{name} wants a number")))
+        self.get(name).map_or(default, |v| {
+            v.parse()
+                .unwrap_or_else(|_| panic!("--{name} wants a number"))
+        })
     }
     fn urls(&self) -> Vec<String> {
-        self.str("url", "nats://127.0.0.1:4222").split(',').map(str::to_string).collect()
+        self.str("url", "nats://127.0.0.1:4222")
+            .split(',')
+            .map(str::to_string)
+            .collect()
     }
 }
 
@@ -84,7 +96,10 @@ async fn store(args: &Args) -> Result<(), Error> {
     if !publisher.wait_acked(head, Duration::from_secs(120)).await {
         return Err(format!("not everything was stored: acked {}", publisher.acked()).into());
     }
-    let recoveries = publisher.stats().recoveries.load(std::sync::atomic::Ordering::Relaxed);
+    let recoveries = publisher
+        .stats()
+        .recoveries
+        .load(std::sync::atomic::Ordering::Relaxed);
     publisher.stop().await?;
     println!("store: head {head} stored (recovery groups written: {recoveries})");
     Ok(())
@@ -139,12 +154,19 @@ async fn watch(args: &Args) -> Result<(), Error> {
         idle = Instant::now();
         let mut text = format!("{}\n", w.cursor());
         for (k, (v, ver)) in &view {
-            text.push_str(&format!("{} {} {ver}\n", String::from_utf8_lossy(k), String::from_utf8_lossy(v)));
+            text.push_str(&format!(
+                "{} {} {ver}\n",
+                String::from_utf8_lossy(k),
+                String::from_utf8_lossy(v)
+            ));
         }
         std::fs::write(&state, text)?;
     }
     if received >= stop_after && w.cursor() <= last {
-        println!("{name}: stopping after {received} events at seq {} (state saved in {state})", w.cursor());
+        println!(
+            "{name}: stopping after {received} events at seq {} (state saved in {state})",
+            w.cursor()
+        );
         return Ok(());
     }
     // Compare with the store's final state (filtered by the prefix).
@@ -154,7 +176,10 @@ async fn watch(args: &Args) -> Result<(), Error> {
     while let Ok(Some(ev)) = snap.try_next() {
         if let Some(c) = ev.as_change() {
             if c.key().starts_with(prefix.as_bytes()) {
-                want.insert(c.key().clone(), (c.value().cloned().unwrap_or_default(), c.seq()));
+                want.insert(
+                    c.key().clone(),
+                    (c.value().cloned().unwrap_or_default(), c.seq()),
+                );
             }
         } else {
             break;
@@ -189,7 +214,8 @@ async fn bench(args: &Args) -> Result<(), Error> {
             let feed = feed.clone();
             std::thread::spawn(move || {
                 for i in 0..events {
-                    feed.put(format!("k{}", i % 1000).into_bytes(), vec![0u8; 32]).expect("put");
+                    feed.put(format!("k{}", i % 1000).into_bytes(), vec![0u8; 32])
+                        .expect("put");
                 }
             })
         };
@@ -224,7 +250,11 @@ async fn bench(args: &Args) -> Result<(), Error> {
             std::thread::spawn(move || {
                 for i in 0..lat_events {
                     let t = base.elapsed().as_nanos() as u64;
-                    feed.put(format!("k{}", i % 100).into_bytes(), t.to_le_bytes().to_vec()).expect("put");
+                    feed.put(
+                        format!("k{}", i % 100).into_bytes(),
+                        t.to_le_bytes().to_vec(),
+                    )
+                    .expect("put");
                     std::thread::sleep(Duration::from_micros(200));
                 }
             })
@@ -246,7 +276,8 @@ async fn bench(args: &Args) -> Result<(), Error> {
         writer.join().map_err(|_| "writer panicked")?;
         publisher.stop().await?;
         lat.sort_unstable();
-        let pct = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)] as f64 / 1000.0;
+        let pct =
+            |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)] as f64 / 1000.0;
         println!(
             "latency: {lat_events} events, one put every 200 us, local put -> remote delivery: p50 {:.0} us, p99 {:.0} us, max {:.0} us",
             pct(0.50),
