@@ -16,8 +16,11 @@ cargo clippy --workspace --all-targets -- -D warnings
 cargo clippy -p kvfeed --all-targets --features async -- -D warnings
 
 step "cargo test (unit, property, stress, doctests)"
-cargo test --workspace
+cargo test --workspace --exclude kvfeed-nats
 cargo test -p kvfeed --features async --lib --test '*'
+
+step "NATS bridge: cargo test -p kvfeed-nats (real nats-server processes on loopback)"
+cargo test -p kvfeed-nats
 
 step "C ABI: header freshness, C99/C++ compile, C tests (static, shared, valgrind, ASan)"
 bash ffi/run-c-tests.sh
