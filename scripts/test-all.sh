@@ -19,9 +19,12 @@ CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}/loom" RUSTFLAGS="${RUSTFLAGS:
   cargo clippy -p kvfeed -p loom-tests --features kvfeed/loom --all-targets -- -D warnings
 
 step "cargo test (unit, property, stress, doctests)"
-cargo test --workspace
+cargo test --workspace --exclude kvfeed-nats
 cargo test -p kvfeed --features async --lib --test '*'
 cargo test -p kvfeed --features async --doc   # the async examples (WatchStream, the guide's tokio example)
+
+step "NATS bridge: cargo test -p kvfeed-nats (real nats-server processes on loopback)"
+cargo test -p kvfeed-nats
 
 step "C ABI: header freshness, C99/C++ compile, C tests (static, shared, valgrind, ASan)"
 bash ffi/run-c-tests.sh
