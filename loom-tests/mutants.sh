@@ -17,7 +17,7 @@ no_seq_check        lap_detection             a reader trusts the slot pointer w
 no_pending_wait     put_put_same_key          a writer installs over a write in flight
 close_ignored       put_racing_close          a claim ignores the CLOSED bit
 no_freeze           migration_racing_update   a migration copies a slot without freezing it
-retire_early        overwritten_while_read    a record is retired when its successor leaves the ring, even if its own slot has not moved on
+retire_early        late_record_retired_after_its_slot_moves_on a record is retired when its successor leaves the ring, even if its own slot has not moved on
 scan_no_wait        snapshot_then_live        a snapshot scan reads a key in the middle of a write
 no_wake             park_wake_next_timeout    a publisher does not wake parked watchers
 '
