@@ -154,12 +154,12 @@ fn deleted_key_reclaimed() {
 ///
 /// Property: key 0 is written at seq 1 (record N) and seq 2 (record M, N's
 /// successor) on a ring of 2. Then writer X puts key 1 (seq 3, N's slot)
-/// and writer Y puts key 2 (seq 4, M's slot) while a watcher reads from seq
-/// 1. When Y publishes before X, M leaves the ring while N still sits in its
-/// slot with its stamp: N must not be retired then (it goes on the late
-/// list) but only once X's publish moves its slot on. The stand-in collector
-/// reports a record loaded after it was retired; values are read through
-/// loom cells; every `Lagged` is exact; every value is dropped once.
+/// and writer Y puts key 2 (seq 4, M's slot) while a watcher reads from the
+/// first seq. When Y publishes before X, M leaves the ring while N still
+/// sits in its slot with its stamp: N must not be retired then (it goes on
+/// the late list) but only once X's publish moves its slot on. The stand-in
+/// collector reports a record loaded after it was retired; values are read
+/// through loom cells; every `Lagged` is exact; every value is dropped once.
 ///
 /// Bound: 2 writers + watcher + main; preemption bound 2.
 #[test]

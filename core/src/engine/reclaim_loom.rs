@@ -208,18 +208,12 @@ impl Guard<'_> {
 
     /// # Safety
     /// As the non-loom version: an unreachable Box, retired once.
-    pub(crate) unsafe fn retire_box<T>(&self, ptr: *mut T) {
-        self.collector.retire_stamped(ptr);
-    }
-
-    /// # Safety
-    /// As `retire_box`.
     pub(crate) unsafe fn retire_large<T>(&self, ptr: *mut T) {
         self.collector.retire_stamped(ptr);
     }
 
     /// # Safety
-    /// As `retire_box` (under loom, nodes are plain boxes).
+    /// As `retire_large` (under loom, nodes are plain boxes).
     pub(crate) unsafe fn retire_node<T>(&self, ptr: *mut T) {
         self.collector.retire_stamped(ptr);
     }
