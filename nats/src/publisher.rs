@@ -191,19 +191,22 @@ impl Session<'_> {
         let stream = self.js.get_stream(&self.bridge.stream).await?;
         let resume = resync(&stream, self.bridge).await?;
         self.last_sseq = resume.last_sseq;
+        // A stream, so the idle wait below can `select!` on it; reads go
+        // through the watcher inside (`get_mut`) in batches.
         let mut w = match resume.next {
             Some(next) => {
                 self.advance(next - 1);
                 self.feed.watch(WatchOptions::all().from(next))
             }
             None => self.recover().await?,
-        };
+        }
+        .into_stream();
         loop {
             if *stop.borrow() {
                 return self.flush().await;
             }
             let mut batch: Vec<Outgoing> = Vec::new();
-            let read = w.drain_with(BATCH, |ev| {
+            let read = w.get_mut().drain_with(BATCH, |ev| {
                 if let EventRef::Change(c) = ev {
                     batch.push(format::event(
                         c.seq(),
@@ -222,7 +225,7 @@ impl Session<'_> {
                 Ok(_) => continue,
                 Err(LocalRecvError::Lagged(_)) => {
                     self.flush().await?;
-                    w = self.recover().await?;
+                    w = self.recover().await?.into_stream();
                     continue;
                 }
                 Err(LocalRecvError::Closed) => return self.flush().await,
@@ -232,7 +235,7 @@ impl Session<'_> {
                 self.flush().await?;
                 continue;
             }
-            self.advance(w.cursor() - 1);
+            self.advance(w.get_ref().cursor() - 1);
             tokio::select! {
                 ev = StreamExt::next(&mut w) => match ev {
                     Some(Ok(kvfeed::Event::Change(c))) => {
@@ -240,7 +243,7 @@ impl Session<'_> {
                         self.send(out).await?;
                     }
                     Some(Ok(kvfeed::Event::SnapshotDone { .. })) => {}
-                    Some(Err(_lagged)) => w = self.recover().await?,
+                    Some(Err(_lagged)) => w = self.recover().await?.into_stream(),
                     None => return self.flush().await,
                 },
                 _ = stop.changed() => {}
