@@ -39,7 +39,8 @@
 # to the next put on the reclaiming thread, so the same unseen ordering shows
 # up at the reuse instead of the free: a report with a
 # `kvfeed::engine::pool::` frame is counted with seize's (checked: every
-# such report pairs a read under a guard with the reuse of the block). Seize's reclamation
+# such report pairs a read under a guard with the pool's reuse or free of
+# the block). Seize's reclamation
 # itself is checked by Miri (under Miri seize uses SeqCst fences, which Miri
 # models) and, for kvfeed's use of it, by the loom models' checked stand-in.
 # The full TSan output is kept in <target dir>/tsan/tsan.log.
