@@ -135,7 +135,10 @@ impl<K: Hash + Eq + Clone + 'static, V: 'static> Engine<K, V> {
                     }
                 }
                 NodeKind::Create
-            } else {
+            } else if matches!(expect, Expect::Version(_)) || self.settings.same_value.is_some() {
+                // Only a conditional or suppressing put reads the current
+                // node (a cache miss on memory last written long ago); a
+                // plain put decides from the slot's word alone.
                 // SAFETY: the current node, loaded under the guard.
                 let now = unsafe { &*present };
                 let version = now.seq.load(Ordering::Relaxed);
@@ -156,6 +159,8 @@ impl<K: Hash + Eq + Clone + 'static, V: 'static> Engine<K, V> {
                         return Ok(version);
                     }
                 }
+                NodeKind::Update
+            } else {
                 NodeKind::Update
             };
             // SAFETY: still ours (not installed).
