@@ -86,8 +86,8 @@ impl From<WriteError> for CasError {
     }
 }
 
-/// The watcher was lapped: `missed` sequence numbers (events of any key, and
-/// skip markers) were overwritten before it read them. It continues at
+/// The watcher was lapped: `missed` sequence numbers (events of any key:
+/// every seq is an event) were overwritten before it read them. It continues at
 /// `resume_at`; `missed == resume_at - cursor_before`.
 ///
 /// ```
