@@ -256,7 +256,8 @@ struct StressCfg {
     ops: usize,
     pace: bool,
     slow_work: u32,
-    /// Most writes go to two hot keys (more same-key races: helping, skip markers).
+    /// Most writes go to two hot keys (more same-key races: writers waiting out
+    /// each other's `PENDING` word).
     hot: bool,
 }
 
@@ -487,6 +488,11 @@ fn run_stress(cfg: &StressCfg, seed: u64) -> Outcome {
         log.skip_markers(),
         t_writes,
         t0.elapsed()
+    );
+    assert_eq!(
+        log.skip_markers(),
+        0,
+        "seqs are dense: every seq up to the head is an event"
     );
     // Keep the feed alive until here so `get` can be checked.
     check_gets(&feed, &log);
@@ -856,6 +862,11 @@ fn snapshots_while_writing(seed: u64) {
         "head {head}, {} skip markers; {windows} of {} snapshots overlapped writes (at < consistent_at)",
         log.skip_markers(),
         taken.len()
+    );
+    assert_eq!(
+        log.skip_markers(),
+        0,
+        "seqs are dense: every seq up to the head is an event"
     );
 }
 
