@@ -62,7 +62,11 @@
 //! Lookups never wait. A write waits only for another write to the same key
 //! (`PENDING`, or the same key's `RESERVED`), or for the migration copying
 //! its key's slot (`FROZEN`); a migrator waits for a write or insert in
-//! flight on the slot it copies. Each of those windows is a few stores.
+//! flight on the slot it copies. Each of those windows is a few stores. One
+//! longer wait: while a migration runs, a write that *creates* a key in the
+//! next table once that table is 3/8 full helps the copy and waits for it to
+//! finish (a migrator preempted mid-chunk holds it), because the next table
+//! must keep room for every slot still to be copied.
 
 use std::cell::UnsafeCell;
 use std::hash::{BuildHasher, Hash};
@@ -380,6 +384,7 @@ impl<K: Hash + Eq + Clone, V> Map<K, V> {
         guard: &'g Guard<'_>,
     ) -> &'g Slot<K, V> {
         let ring_slots = ring.capacity() as usize;
+        let mut backoff = Backoff::new();
         let mut table = self.root(guard);
         if table.next(guard).is_some() {
             self.help(table, ring, guard);
@@ -403,6 +408,19 @@ impl<K: Hash + Eq + Clone, V> Map<K, V> {
                 Probe::Absent(i) => {
                     if let Some(next) = table.next(guard) {
                         table = next;
+                        continue;
+                    }
+                    let root = self.root(guard);
+                    if !std::ptr::eq(root, table)
+                        && table.used.load(Ordering::Relaxed) * 8 > table.len() * 3
+                    {
+                        // A migration's target cannot grow until it is the
+                        // root, and it must keep room for every slot still to
+                        // be copied (at most half of it, `grow`): past 3/8,
+                        // new keys wait for the copy to finish (helping it).
+                        self.help(root, ring, guard);
+                        backoff.snooze();
+                        table = self.root(guard);
                         continue;
                     }
                     if let Ok(slot) = table.take(i, key.clone(), tag) {
