@@ -275,6 +275,12 @@ impl<K: Hash + Eq> Filter<K> {
         listed || self.predicates.iter().any(|p| p(key))
     }
 
+    /// Whether every event passes (no key filter, every kind).
+    #[inline]
+    pub(crate) fn passes_all(&self) -> bool {
+        self.every_key && self.kinds == Kinds::ALL
+    }
+
     /// Whether an event passes the whole filter.
     #[inline]
     pub(crate) fn matches(&self, key: &K, kind: Kind) -> bool {

@@ -16,6 +16,7 @@
 //! 9. `tag.rs`, `backoff.rs`: small primitives.
 
 mod backoff;
+mod hint;
 mod node;
 #[cfg(not(kvfeed_loom))]
 mod pool;
@@ -122,6 +123,18 @@ impl<K, V> Engine<K, V> {
         order: Ordering,
     ) -> Read<'g, K, V> {
         self.ring.read(cursor, guard, order)
+    }
+
+    /// The run of plainly published records from `cursor` on (`ring.rs`).
+    #[inline]
+    pub(crate) fn read_run(
+        &self,
+        cursor: u64,
+        max: usize,
+        guard: &Guard<'_>,
+        f: impl FnMut(&Node<K, V>),
+    ) -> usize {
+        self.ring.read_run(cursor, max, guard, f)
     }
 
     /// Where a reader lapped at `cursor` continues: the oldest seq still

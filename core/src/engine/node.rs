@@ -162,3 +162,23 @@ pub(crate) unsafe fn free<K, V>(node: *mut Node<K, V>) {
         drop(unsafe { Box::from_raw(node) })
     }
 }
+
+/// Drops every node in `nodes` (each a `*mut Node<K, V>`) and gives their
+/// memory back, in one pass (to this thread's cache).
+///
+/// # Safety
+/// Each node came from [`alloc`], appears once, and nobody uses it again.
+// Under loom, retired nodes are freed one by one by the stand-in collector.
+#[cfg_attr(kvfeed_loom, allow(dead_code))]
+pub(crate) unsafe fn free_all<K, V>(nodes: &[*mut ()]) {
+    #[cfg(not(kvfeed_loom))]
+    {
+        // SAFETY: the caller's guarantee.
+        unsafe { crate::engine::pool::free_all::<Node<K, V>>(nodes) }
+    }
+    #[cfg(kvfeed_loom)]
+    for &node in nodes {
+        // SAFETY: the caller's guarantee.
+        unsafe { free(node.cast::<Node<K, V>>()) }
+    }
+}

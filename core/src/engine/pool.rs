@@ -18,6 +18,8 @@ use std::alloc::Layout;
 use std::cell::RefCell;
 use std::ptr::NonNull;
 
+use crate::engine::hint::prefetch_write;
+
 /// Blocks kept per layout per thread (a retire batch is 512).
 const KEEP: usize = 2048;
 
@@ -51,7 +53,18 @@ pub(crate) fn boxed<T>(value: T) -> *mut T {
             c.lists
                 .iter_mut()
                 .find(|(l, _)| *l == layout)
-                .and_then(|(_, blocks)| blocks.pop())
+                .and_then(|(_, blocks)| {
+                    let block = blocks.pop();
+                    // The next put writes the next block: a line freed long
+                    // ago (the record it held was its key's value until its
+                    // successor left the ring), so fetch it owned now rather
+                    // than stall the next put's first locked instruction on
+                    // its stores (perf: the key word's CAS waited on them).
+                    if let Some(next) = blocks.last() {
+                        prefetch_write(next.as_ptr());
+                    }
+                    block
+                })
         })
         .ok()
         .flatten();
@@ -72,14 +85,27 @@ pub(crate) fn boxed<T>(value: T) -> *mut T {
 /// # Safety
 /// `ptr` came from [`boxed`] or `Box::into_raw`, and nobody uses it again.
 pub(crate) unsafe fn free<T>(ptr: *mut T) {
+    // SAFETY: the caller's guarantee.
+    unsafe { free_all::<T>(&[ptr.cast()]) }
+}
+
+/// [`free`] for every pointer in `ptrs` (each a `*mut T`), with one look-up
+/// of this thread's cache for all of them.
+///
+/// # Safety
+/// Each pointer came from [`boxed`] or `Box::into_raw` as a `*mut T`, and
+/// nobody uses it again; none appears twice.
+pub(crate) unsafe fn free_all<T>(ptrs: &[*mut ()]) {
     let layout = Layout::new::<T>();
-    // SAFETY: the caller hands the value over.
-    unsafe { std::ptr::drop_in_place(ptr) };
+    // Values first, outside the cache's borrow: a `T`'s drop may run user
+    // code that frees nodes of another feed on this thread.
+    for &ptr in ptrs {
+        // SAFETY: the caller hands the values over.
+        unsafe { std::ptr::drop_in_place(ptr.cast::<T>()) };
+    }
     if layout.size() == 0 {
         return;
     }
-    // SAFETY: not null (came from an allocation of non-zero size).
-    let block = unsafe { NonNull::new_unchecked(ptr.cast::<u8>()) };
     let kept = CACHE
         .try_with(|c| {
             let mut c = c.borrow_mut();
@@ -91,17 +117,17 @@ pub(crate) unsafe fn free<T>(ptr: *mut T) {
                 }
             };
             let blocks = &mut c.lists[i].1;
-            if blocks.len() < KEEP {
-                blocks.push(block);
-                true
-            } else {
-                false
-            }
+            let room = KEEP.saturating_sub(blocks.len()).min(ptrs.len());
+            blocks.extend(ptrs[..room].iter().map(|&p| {
+                // SAFETY: not null (came from an allocation of non-zero size).
+                unsafe { NonNull::new_unchecked(p.cast::<u8>()) }
+            }));
+            room
         })
-        .unwrap_or(false);
-    if !kept {
+        .unwrap_or(0);
+    for &ptr in &ptrs[kept..] {
         // SAFETY: allocated by the global allocator with `layout`; the value
         // was dropped above.
-        unsafe { std::alloc::dealloc(block.as_ptr(), layout) };
+        unsafe { std::alloc::dealloc(ptr.cast::<u8>(), layout) };
     }
 }
