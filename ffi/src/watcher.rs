@@ -21,7 +21,7 @@
 
 use std::cell::UnsafeCell;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use kvfeed::{Change, EventRef, Kind, Kinds, RecvError, WatchCloser, WatchOptions, Watcher};
 
@@ -420,21 +420,18 @@ fn read(w: &mut Watcher<Key, Val>, timeout_ms: i64, interrupted: &AtomicBool) ->
     if timeout_ms == 0 {
         return w.try_next().into();
     }
-    let deadline = u64::try_from(timeout_ms)
-        .ok()
-        .and_then(|ms| Instant::now().checked_add(Duration::from_millis(ms)));
+    // No clock read up front: an event already there is returned at once
+    // (`next_timeout` starts its clock only when it finds nothing), and a
+    // wait that ran out waited at least its park.
+    let mut left = u64::try_from(timeout_ms).ok().map(Duration::from_millis);
     loop {
-        let park = match deadline {
-            None => MAX_PARK,
-            Some(d) => d.saturating_duration_since(Instant::now()).min(MAX_PARK),
-        };
+        let park = left.map_or(MAX_PARK, |l| l.min(MAX_PARK));
         match w.next_timeout(park).into() {
-            Outcome::Timeout
-                if !interrupted.swap(false, Ordering::SeqCst)
-                    && deadline.map_or(true, |d| Instant::now() < d) =>
-            {
-                continue
-            }
+            Outcome::Timeout if !interrupted.swap(false, Ordering::SeqCst) => match left {
+                Some(l) if l <= park => return Outcome::Timeout,
+                Some(l) => left = Some(l - park),
+                None => {}
+            },
             outcome => return outcome,
         }
     }

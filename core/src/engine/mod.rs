@@ -114,6 +114,12 @@ impl<K, V> Engine<K, V> {
         self.ring.capacity()
     }
 
+    /// Whether `cursor`'s seq is certainly not published yet; needs no guard.
+    #[inline]
+    pub(crate) fn not_yet(&self, cursor: u64) -> bool {
+        self.ring.not_yet(cursor)
+    }
+
     /// What the ring holds for `cursor`.
     #[inline]
     pub(crate) fn read<'g>(

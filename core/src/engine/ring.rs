@@ -160,6 +160,15 @@ impl<K, V> Ring<K, V> {
         unsafe { self.slots.get_unchecked(i as usize) }
     }
 
+    /// Whether `cursor`'s seq is certainly not published yet (the stamp
+    /// alone says so; no record is followed, so no guard is needed).
+    #[inline]
+    pub(crate) fn not_yet(&self, cursor: u64) -> bool {
+        let stamp = self.slot(cursor).stamp.load(Ordering::Acquire);
+        let held = stamp >> 1;
+        held < cursor || (held == cursor && stamp & BUSY != 0)
+    }
+
     /// Whether the record for `seq` has left the ring: its slot's stamp moved
     /// past it, so no reader that starts now follows the slot to it.
     #[inline]
