@@ -28,45 +28,53 @@ use crate::sync::{AtomicU64, Ordering};
 const CLOSED: u64 = 1 << 63;
 const OPEN: u64 = u64::MAX;
 
-/// The feed's sequence counter, on a cache line of its own (every writer
-/// writes it; nothing else should share the line).
+/// A value on cache lines of its own (128 bytes: the prefetcher on x86
+/// pulls lines in pairs).
 #[repr(align(128))]
+struct Line<T>(T);
+
+/// The feed's sequence counter and its close.
 pub(crate) struct Sequencer {
-    /// The next seq to hand out, with `CLOSED` once closed.
-    next: AtomicU64,
-    /// The last seq ever published once closed; `OPEN` before.
-    final_head: AtomicU64,
+    /// The next seq to hand out, with `CLOSED` once closed. Every writer
+    /// writes this line; nothing else shares it.
+    next: Line<AtomicU64>,
+    /// The last seq ever published once closed; `OPEN` before. Written
+    /// once, read by every watcher that finds nothing new and by every
+    /// write's early closed check: on a line of its own, so those reads do
+    /// not pull the writers' counter line away from them.
+    final_head: Line<AtomicU64>,
 }
 
 impl Sequencer {
     pub(crate) fn new() -> Self {
         Sequencer {
-            next: AtomicU64::new(1),
-            final_head: AtomicU64::new(OPEN),
+            next: Line(AtomicU64::new(1)),
+            final_head: Line(AtomicU64::new(OPEN)),
         }
     }
 
     /// Claims the next seq, or None when the feed is closed.
     #[inline]
     pub(crate) fn claim(&self) -> Option<u64> {
-        let raw = self.next.fetch_add(1, Ordering::AcqRel);
+        let raw = self.next.0.fetch_add(1, Ordering::AcqRel);
         if cfg!(kvfeed_mutant = "close_ignored") {
             return Some(raw & !CLOSED);
         }
         (raw & CLOSED == 0).then_some(raw)
     }
 
-    /// Whether `close` has begun (a cheap early check for writers).
+    /// Whether the feed is closed (a cheap early check for writers: a claim
+    /// racing `close` is refused by the claim itself).
     #[inline]
     pub(crate) fn is_closing(&self) -> bool {
-        self.next.load(Ordering::Acquire) & CLOSED != 0
+        self.final_head().is_some()
     }
 
     /// The highest seq handed out (0 before the first write); after close,
     /// the final head.
     #[inline]
     pub(crate) fn head(&self) -> u64 {
-        let raw = self.next.load(Ordering::Acquire);
+        let raw = self.next.0.load(Ordering::Acquire);
         if raw & CLOSED == 0 {
             return raw - 1;
         }
@@ -83,18 +91,18 @@ impl Sequencer {
 
     /// Closes; true for the call that closed. Refuses every later claim.
     pub(crate) fn close(&self) -> bool {
-        let raw = self.next.fetch_or(CLOSED, Ordering::AcqRel);
+        let raw = self.next.0.fetch_or(CLOSED, Ordering::AcqRel);
         if raw & CLOSED != 0 {
             return false;
         }
-        self.final_head.store(raw - 1, Ordering::Release);
+        self.final_head.0.store(raw - 1, Ordering::Release);
         true
     }
 
     /// The last seq that will ever be published, once closed.
     #[inline]
     pub(crate) fn final_head(&self) -> Option<u64> {
-        match self.final_head.load(Ordering::Acquire) {
+        match self.final_head.0.load(Ordering::Acquire) {
             OPEN => None,
             last => Some(last),
         }
