@@ -25,43 +25,56 @@ mod imp {
     use crate::sync::{AtomicPtr, Ordering};
     use seize::Guard as _;
 
-    /// How many retired records a thread collects before handing them to
-    /// seize, as one object. Each hand-off costs a process-wide memory
-    /// barrier (a `membarrier` system call, microseconds), so small batches
-    /// would dominate the write path; the memory held back is this many
-    /// records per thread per feed.
-    const RECORD_BATCH: usize = 512;
+    /// Retired records per seize object (a "part"): a thread fills one
+    /// part at a time and hands it to seize when full.
+    const PART: usize = 32;
+
+    /// Parts per seize batch: seize frees a batch once it holds at least one
+    /// object per thread that is inside a guard, and each batch costs a
+    /// process-wide memory barrier (a `membarrier` system call,
+    /// microseconds). So a batch is 512 records, freed at once with up to
+    /// 16 threads inside guards; with more, seize waits for more parts. The
+    /// memory held back is about 512 records per writing thread.
+    const PARTS: usize = 16;
 
     /// Why records are batched here rather than retired one by one into
     /// seize: seize keeps a 32-byte entry per retired object and frees them
     /// one indirect call at a time, which callgrind counted at about 130 of
     /// a put's 560 instructions (entry, traversal, per-record free through
-    /// the thread's node cache). A batch of one feed's records is one seize
-    /// object, and is freed in one pass (`pool::free_all`).
-    struct Records {
-        nodes: Vec<*mut ()>,
-        /// Frees every node of the batch: the one node type of this feed
+    /// the thread's node cache). A part is one seize object and one
+    /// allocation, freed in one pass (`pool::free_all`).
+    struct Part {
+        len: usize,
+        /// Frees the records of a part: the one node type of this feed
         /// (`Collector` belongs to one `Engine<K, V>`).
-        free_all: Option<unsafe fn(Vec<*mut ()>)>,
+        free_all: unsafe fn(&[*mut ()]),
+        nodes: [*mut (); PART],
     }
 
-    // SAFETY: the pointers are retired records, owned by the batch; they are
+    // SAFETY: the pointers are retired records, owned by the part; they are
     // freed by whichever thread reclaims it, like any seize object.
-    unsafe impl Send for Records {}
+    unsafe impl Send for Part {}
+
+    /// A thread's part being filled (null: none yet).
+    struct Filling(*mut Part);
+
+    // SAFETY: only the owning thread touches its entry (and the collector's
+    // drop, with `&mut`); the part is plain memory.
+    unsafe impl Send for Filling {}
 
     /// The feed's reclamation domain.
     pub(crate) struct Collector {
         seize: seize::Collector,
-        /// Each thread's batch of retired records not yet handed to seize.
-        records: ThreadLocal<UnsafeCell<Records>>,
+        /// Each thread's part of retired records not yet handed to seize.
+        records: ThreadLocal<UnsafeCell<Filling>>,
     }
 
     impl Collector {
         pub(crate) fn new() -> Self {
             Collector {
-                // A seize batch of one: what is retired to seize directly
-                // is already a batch of records, or a whole table.
-                seize: seize::Collector::new().batch_size(1),
+                // What is retired to seize directly is a part of records,
+                // or a whole table.
+                seize: seize::Collector::new().batch_size(PARTS),
                 records: ThreadLocal::new(),
             }
         }
@@ -79,24 +92,37 @@ mod imp {
 
     impl Drop for Collector {
         fn drop(&mut self) {
-            // Batches still being filled: retired records nobody can reach
-            // (no guard outlives the collector).
+            // Parts still being filled: retired records nobody can reach (no
+            // guard outlives the collector).
             for cell in self.records.iter_mut() {
-                let batch = cell.get_mut();
-                if let Some(free_all) = batch.free_all {
-                    // SAFETY: retired, unreachable, owned by the batch.
-                    unsafe { free_all(std::mem::take(&mut batch.nodes)) };
+                let part = cell.get_mut().0;
+                if !part.is_null() {
+                    // SAFETY: the thread's own part, never handed to seize;
+                    // its records are retired and unreachable.
+                    unsafe { free_part(part) };
                 }
             }
-            // `seize` drops next and frees the batches handed to it.
+            // `seize` drops next and frees the parts handed to it.
         }
+    }
+
+    /// Frees a part and its records.
+    ///
+    /// # Safety
+    /// `part` came from `Box::into_raw`, its first `len` records are retired
+    /// and past their grace period, and nobody uses any of it again.
+    unsafe fn free_part(part: *mut Part) {
+        // SAFETY: the caller's guarantee.
+        let part = unsafe { Box::from_raw(part) };
+        // SAFETY: as above.
+        unsafe { (part.free_all)(&part.nodes[..part.len]) };
     }
 
     /// A reclamation guard: while it lives, nothing loaded through
     /// [`Guard::protect`] is freed.
     pub(crate) struct Guard<'c> {
         seize: seize::LocalGuard<'c>,
-        records: &'c ThreadLocal<UnsafeCell<Records>>,
+        records: &'c ThreadLocal<UnsafeCell<Filling>>,
     }
 
     impl Guard<'_> {
@@ -139,47 +165,42 @@ mod imp {
         /// of the feed that owns this guard's collector.
         #[inline]
         pub(crate) unsafe fn retire_node<K, V>(&self, ptr: *mut Node<K, V>) {
-            unsafe fn free_all<K, V>(nodes: Vec<*mut ()>) {
+            unsafe fn free_all<K, V>(nodes: &[*mut ()]) {
                 // SAFETY: every pointer is a retired `Node<K, V>` of this
                 // feed, past its grace period (or the feed is being dropped),
-                // freed once: the batch is consumed.
-                unsafe { crate::engine::node::free_all::<K, V>(&nodes) }
+                // freed once: the part is consumed.
+                unsafe { crate::engine::node::free_all::<K, V>(nodes) }
             }
-            unsafe fn reclaim(batch: *mut Records, _: &seize::Collector) {
+            unsafe fn reclaim(part: *mut Part, _: &seize::Collector) {
                 // SAFETY: seize calls this once, after every guard that could
-                // see a record of the batch; the batch was `Box::into_raw`ed.
-                let batch = unsafe { Box::from_raw(batch) };
-                if let Some(free_all) = batch.free_all {
-                    // SAFETY: as above.
-                    unsafe { free_all(batch.nodes) };
-                }
+                // see a record of the part; the part was `Box::into_raw`ed
+                // and is full.
+                unsafe { free_part(part) }
             }
-            let cell = self.records.get_or(|| {
-                UnsafeCell::new(Records {
-                    nodes: Vec::with_capacity(RECORD_BATCH),
-                    free_all: None,
-                })
-            });
+            let cell = self
+                .records
+                .get_or(|| UnsafeCell::new(Filling(std::ptr::null_mut())));
             // SAFETY: a thread's entry is only touched by that thread (here),
             // and by the collector's drop, which has `&mut`; no reference to
             // it outlives this call.
-            let batch = unsafe { &mut *cell.get() };
-            // One feed, one node type: every batch of this collector is
-            // freed by the same function.
-            batch.free_all = Some(free_all::<K, V>);
-            batch.nodes.push(ptr.cast());
-            if batch.nodes.len() >= RECORD_BATCH {
-                let full = Records {
-                    nodes: std::mem::replace(&mut batch.nodes, Vec::with_capacity(RECORD_BATCH)),
-                    free_all: batch.free_all,
-                };
-                // SAFETY: every record in `full` was unreachable for guards
+            let filling = unsafe { &mut *cell.get() };
+            if filling.0.is_null() {
+                filling.0 = Box::into_raw(Box::new(Part {
+                    len: 0,
+                    free_all: free_all::<K, V>,
+                    nodes: [std::ptr::null_mut(); PART],
+                }));
+            }
+            // SAFETY: this thread's part, not yet handed over.
+            let part = unsafe { &mut *filling.0 };
+            part.nodes[part.len] = ptr.cast();
+            part.len += 1;
+            if part.len == PART {
+                let full = std::mem::replace(&mut filling.0, std::ptr::null_mut());
+                // SAFETY: every record in the part was unreachable for guards
                 // entered after its own retirement, so after the hand-off
-                // too; `reclaim` frees the batch once, after the grace period.
-                unsafe {
-                    self.seize
-                        .defer_retire(Box::into_raw(Box::new(full)), reclaim)
-                };
+                // too; `reclaim` frees the part once, after the grace period.
+                unsafe { self.seize.defer_retire(full, reclaim) };
             }
         }
     }
