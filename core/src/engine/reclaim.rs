@@ -145,15 +145,17 @@ mod imp {
             unsafe { self.seize.defer_retire(ptr, seize::reclaim::boxed) }
         }
 
-        /// Frees a table (`Box<T>`) once no guard can still see it. Seize
-        /// takes it at once (batches of one), so a feed that only creates
-        /// keys, where no record is ever retired, still lets old tables go.
+        /// Frees a table (`Box<T>`) once no guard can still see it, handing
+        /// this thread's seize batch over now: a table is large, and in a
+        /// feed that only creates keys no retired record would ever fill the
+        /// batch and let the old table go (`tests/memory.rs`).
         ///
         /// # Safety
         /// As [`retire_box`](Self::retire_box).
         pub(crate) unsafe fn retire_large<T>(&self, ptr: *mut T) {
             // SAFETY: the caller's guarantee.
             unsafe { self.retire_box(ptr) };
+            self.seize.flush();
         }
 
         /// Frees a node (back to a thread's cache, `pool.rs`) once no guard
