@@ -62,17 +62,8 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 /// Locks `m` if nobody holds it (never waits); ignores poisoning as `lock`.
+/// Only the loom stand-in of the pending records uses it.
+#[cfg(kvfeed_loom)]
 pub(crate) fn try_lock<T>(m: &Mutex<T>) -> Option<MutexGuard<'_, T>> {
-    #[cfg(not(kvfeed_loom))]
-    {
-        match m.try_lock() {
-            Ok(g) => Some(g),
-            Err(std::sync::TryLockError::Poisoned(e)) => Some(e.into_inner()),
-            Err(std::sync::TryLockError::WouldBlock) => None,
-        }
-    }
-    #[cfg(kvfeed_loom)]
-    {
-        m.try_lock().ok()
-    }
+    m.try_lock().ok()
 }

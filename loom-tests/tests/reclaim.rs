@@ -156,8 +156,9 @@ fn deleted_key_reclaimed() {
 /// successor) on a ring of 2. Then writer X puts key 1 (seq 3, N's slot)
 /// and writer Y puts key 2 (seq 4, M's slot) while a watcher reads from the
 /// first seq. When Y publishes before X, M leaves the ring while N still
-/// sits in its slot with its stamp: N must not be retired then (it goes on
-/// the late list) but only once X's publish moves its slot on. The stand-in
+/// sits in its slot with its stamp: N must not be retired then (it waits
+/// on the list of waiting records, `pending.rs`, checked at every publish
+/// under loom) but only once X's publish moves its slot on. The stand-in
 /// collector reports a record loaded after it was retired; values are read
 /// through loom cells; every `Lagged` is exact; every value is dropped once.
 ///

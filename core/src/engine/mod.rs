@@ -18,6 +18,7 @@
 mod backoff;
 mod hint;
 mod node;
+mod pending;
 #[cfg(not(kvfeed_loom))]
 mod pool;
 mod reclaim;
@@ -39,7 +40,7 @@ use crate::config::{Config, ConfigError};
 use crate::notify::Notifier;
 use crate::sync::{Arc, AtomicUsize, Ordering};
 use reclaim::Collector;
-use ring::{Late, Ring};
+use ring::Ring;
 use sequencer::Sequencer;
 use table::Map;
 
@@ -48,7 +49,6 @@ pub(crate) struct Engine<K, V> {
     seq: Sequencer,
     map: Map<K, V>,
     ring: Ring<K, V>,
-    late: Late<K, V>,
     notifier: Arc<Notifier>,
     /// Live `Feed` handles; when the last one goes the feed closes, so
     /// watchers blocked on a feed nobody can write to any more wake up.
@@ -63,7 +63,7 @@ pub(crate) struct Engine<K, V> {
 
 // SAFETY: the engine shares nodes (K, V) between threads only through its
 // protocols; with `K, V: Send + Sync` that is sound. The raw pointers in the
-// table, ring and late list are what stop the auto traits.
+// table and ring are what stop the auto traits.
 unsafe impl<K: Send + Sync, V: Send + Sync> Send for Engine<K, V> {}
 // SAFETY: as above.
 unsafe impl<K: Send + Sync, V: Send + Sync> Sync for Engine<K, V> {}
@@ -81,7 +81,6 @@ impl<K, V> Engine<K, V> {
             seq: Sequencer::new(),
             map: Map::new(),
             ring,
-            late: Late::new(),
             notifier: Arc::new(Notifier::default()),
             handles: AtomicUsize::new(1),
             settings,
@@ -182,10 +181,11 @@ impl<K, V> Engine<K, V> {
 impl<K, V> Drop for Engine<K, V> {
     fn drop(&mut self) {
         // Every record not yet retired is reachable from a table slot, a
-        // ring slot or the late list (`node.rs`); some from two of them.
+        // ring slot or a list of records waiting to be retired (`node.rs`);
+        // some from two of them.
         let mut records = self.map.records();
         records.extend(self.ring.records());
-        records.extend(self.late.drain_all());
+        records.extend(self.ring.drain_pending());
         // Sorted, not hashed: the same order every run (loom replays runs).
         records.sort_unstable();
         records.dedup();

@@ -19,11 +19,12 @@
 //! `M` is installed after `N` was numbered, so (b) ends before `M` is even
 //! numbered, and `M`'s seq is above `s`. The node is therefore retired by
 //! whoever ends (c), **when `M` leaves the ring** (`ring.rs`, `leave`),
-//! provided (a) has ended too, which it almost always has (slot `s` moved
-//! on before slot `seq(M)` did). In the rare case it has not (a publisher
-//! of an earlier seq was preempted for a whole lap), the node waits on the
-//! engine's short list of late records and is retired once its slot moves
-//! on. A key's last node has no successor: a delete tombstone is retired by
+//! once (a) has ended too, which it almost always has (slot `s` moved on
+//! before slot `seq(M)` did; the rare exception is a publisher of an
+//! earlier seq preempted for a whole lap). Checking (a) reads slot `s`'s
+//! stamp, so the node waits on that thread's list of waiting records
+//! (`pending.rs`), checked in bulk, and is retired at the first check that
+//! finds its slot moved on. A key's last node has no successor: a delete tombstone is retired by
 //! the migration that drops it from the table once it left the ring
 //! (`table.rs`), a live current node when the feed is dropped.
 //!

@@ -28,9 +28,11 @@
 //!    with `Release`).
 //! 4. Store the stamp `s << 1` (`SeqCst`: a release of the fields, and half
 //!    of the parking handshake in `notify.rs`).
-//! 5. The old record leaves the ring: its `prev` is retired, if that record
-//!    has itself left the ring (its slot's stamp is above `prev_seq`),
-//!    otherwise it goes on the late list, retired once its slot moves on.
+//! 5. The old record leaves the ring: its `prev` is no longer anyone's
+//!    `old` and joins this thread's list of waiting records
+//!    (`pending.rs`). It is retired once that record has itself left the
+//!    ring (its slot's stamp is above `prev_seq`); the list is checked 32
+//!    records at a time, the stamps fetched together.
 //!
 //! ## Reading seq `c` (any watcher; wait-free, writes nothing)
 //!
@@ -48,8 +50,9 @@
 use crate::engine::backoff::Backoff;
 use crate::engine::hint::prefetch_read;
 use crate::engine::node::Node;
+use crate::engine::pending::{Pending, Waiting};
 use crate::engine::reclaim::Guard;
-use crate::sync::{AtomicPtr, AtomicU64, AtomicUsize, Mutex, Ordering};
+use crate::sync::{AtomicPtr, AtomicU64, Ordering};
 
 const BUSY: u64 = 1;
 
@@ -99,33 +102,14 @@ impl<K, V> Slot<K, V> {
     }
 }
 
-/// Records whose successor left the ring before they did (module doc, step
-/// 5): rare, so a short list behind a lock that nobody ever waits for.
-pub(crate) struct Late<K, V> {
-    len: AtomicUsize,
-    list: Mutex<Vec<(*mut Node<K, V>, u64)>>,
-}
-
-impl<K, V> Late<K, V> {
-    pub(crate) fn new() -> Self {
-        Late {
-            len: AtomicUsize::new(0),
-            list: Mutex::new(Vec::new()),
-        }
-    }
-
-    /// Every record on the list (for the feed's drop).
-    pub(crate) fn drain_all(&mut self) -> Vec<*mut Node<K, V>> {
-        let list = std::mem::take(&mut *crate::sync::lock(&self.list));
-        list.into_iter().map(|(n, _)| n).collect()
-    }
-}
-
 pub(crate) struct Ring<K, V> {
     slots: Box<[Slot<K, V>]>,
     mask: u64,
     /// log2 of half the capacity: the stripe's shift.
     half_shift: u32,
+    /// Predecessors of records that left the ring, until their own slot
+    /// has moved on (step 5).
+    pending: Pending<K, V>,
 }
 
 /// The ring's memory could not be allocated.
@@ -144,6 +128,7 @@ impl<K, V> Ring<K, V> {
             slots: alloc_slots(capacity).ok_or(RingAllocError { bytes })?,
             mask: capacity as u64 - 1,
             half_shift: capacity.trailing_zeros() - 1,
+            pending: Pending::new(),
         })
     }
 
@@ -188,7 +173,6 @@ impl<K, V> Ring<K, V> {
         node: *mut Node<K, V>,
         prev: *mut Node<K, V>,
         prev_seq: u64,
-        late: &Late<K, V>,
         guard: &Guard<'_>,
     ) {
         let slot = self.slot(seq);
@@ -200,7 +184,7 @@ impl<K, V> Ring<K, V> {
                 // missed `seq`, and the record leaves the ring unpublished.
                 // SAFETY: `prev` is the predecessor of a record that just
                 // left the ring (the caller's guarantee).
-                unsafe { self.leave(prev, prev_seq, late, guard) };
+                unsafe { self.leave(prev, prev_seq, guard) };
                 return;
             }
             if stamp & BUSY != 0 {
@@ -224,11 +208,6 @@ impl<K, V> Ring<K, V> {
         let had = slot.node.load(Ordering::Relaxed);
         let old_prev = slot.prev.load(Ordering::Relaxed);
         let old_prev_seq = slot.prev_seq.load(Ordering::Relaxed);
-        if !old_prev.is_null() {
-            // Step 5 reads that record's stamp, a random line of the ring
-            // (perf: most of `leave`'s time); start fetching it now.
-            prefetch_read(&self.slot(old_prev_seq).stamp);
-        }
         slot.node.store(node, NODE_STORE);
         slot.prev.store(prev, Ordering::Relaxed);
         slot.prev_seq.store(prev_seq, Ordering::Relaxed);
@@ -236,59 +215,54 @@ impl<K, V> Ring<K, V> {
         if !had.is_null() {
             // SAFETY: `had` just left the ring; `old_prev` is its predecessor,
             // stored by its publisher, and handed over by our `BUSY` CAS.
-            unsafe { self.leave(old_prev, old_prev_seq, late, guard) };
+            unsafe { self.leave(old_prev, old_prev_seq, guard) };
         }
-        if late.len.load(Ordering::Relaxed) != 0 {
-            self.retire_late(late, guard);
-        }
+        self.pending.check_now(|list| self.retire_left(list, guard));
     }
 
     /// A record left the ring: its predecessor `prev` (seq `prev_seq`) is no
-    /// longer anyone's `old`; retire it once it has left the ring itself.
+    /// longer anyone's `old`; it waits (`pending.rs`) until it has left the
+    /// ring itself.
     ///
     /// # Safety
     /// `prev` (or null) is the predecessor of a record that left the ring
     /// just now, and this is the one call made for that record.
-    unsafe fn leave(
-        &self,
-        prev: *mut Node<K, V>,
-        prev_seq: u64,
-        late: &Late<K, V>,
-        guard: &Guard<'_>,
-    ) {
+    unsafe fn leave(&self, prev: *mut Node<K, V>, prev_seq: u64, guard: &Guard<'_>) {
         if prev.is_null() {
             return;
         }
-        if cfg!(kvfeed_mutant = "retire_early") || self.has_left(prev_seq) {
-            // SAFETY: replaced as its key's current node (its successor was
-            // installed), out of the ring (checked), and its successor, the
-            // only record that referred to it, left the ring: unreachable for
-            // readers that start now. Retired once: only this call owns it.
-            unsafe { guard.retire_node(prev) };
-        } else {
-            let mut list = crate::sync::lock(&late.list);
-            list.push((prev, prev_seq));
-            late.len.store(list.len(), Ordering::Relaxed);
-        }
+        self.pending
+            .push((prev, prev_seq), |list| self.retire_left(list, guard));
     }
 
-    /// Retires the late records whose slots have moved on; never waits for
-    /// the lock (whoever holds it is doing the same).
-    #[cold]
-    fn retire_late(&self, late: &Late<K, V>, guard: &Guard<'_>) {
-        let Some(mut list) = crate::sync::try_lock(&late.list) else {
-            return;
-        };
+    /// Retires the waiting records whose slots have moved on and keeps the
+    /// others. The stamps are fetched together first, so their misses
+    /// overlap (`pending.rs`).
+    fn retire_left(&self, list: &mut Vec<Waiting<K, V>>, guard: &Guard<'_>) {
+        for &(_, seq) in list.iter() {
+            prefetch_read(&self.slot(seq).stamp);
+        }
         list.retain(|&(node, seq)| {
-            if !self.has_left(seq) {
+            if !(cfg!(kvfeed_mutant = "retire_early") || self.has_left(seq)) {
                 return true;
             }
-            // SAFETY: as in `leave`: its successor left the ring earlier, and
-            // now its own slot moved on; removed from the list, so retired once.
+            // SAFETY: replaced as its key's current node (its successor was
+            // installed), its successor, the only record that referred to
+            // it, left the ring (it was put on the list then), and now its
+            // own slot moved on: unreachable for readers that start now.
+            // Retired once: removed from the list, which alone held it.
             unsafe { guard.retire_node(node) };
             false
         });
-        late.len.store(list.len(), Ordering::Relaxed);
+    }
+
+    /// Every record waiting to be retired (for the feed's drop).
+    pub(crate) fn drain_pending(&mut self) -> Vec<*mut Node<K, V>> {
+        self.pending
+            .drain_all()
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect()
     }
 
     /// What the slot for `cursor` holds. `order` is `Acquire`, or `SeqCst`

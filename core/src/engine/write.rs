@@ -268,10 +268,7 @@ impl<K: Hash + Eq + Clone + 'static, V: 'static> Engine<K, V> {
         node.0 = std::ptr::null_mut();
         // SAFETY: `n` is installed with seq `seq`, we are its one publisher,
         // and its predecessor (or null) has seq `prev_seq`.
-        unsafe {
-            self.ring
-                .publish(seq, n, node_ref.prev, prev_seq, &self.late, guard)
-        };
+        unsafe { self.ring.publish(seq, n, node_ref.prev, prev_seq, guard) };
         self.notifier.published();
         Ok(Some(seq))
     }
