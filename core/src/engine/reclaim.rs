@@ -159,7 +159,7 @@ mod imp {
         }
 
         /// Frees a node (back to a thread's cache, `pool.rs`) once no guard
-        /// can still see it: it joins this thread's batch, which goes to
+        /// can still see it: it joins this thread's part, which goes to
         /// seize when full.
         ///
         /// # Safety
@@ -167,6 +167,38 @@ mod imp {
         /// of the feed that owns this guard's collector.
         #[inline]
         pub(crate) unsafe fn retire_node<K, V>(&self, ptr: *mut Node<K, V>) {
+            // SAFETY: the caller's guarantee.
+            unsafe { self.retirer::<K, V>().retire(ptr) }
+        }
+
+        /// This thread's part, looked up once for several retirements.
+        #[inline]
+        pub(crate) fn retirer<K, V>(&self) -> Retirer<'_, K, V> {
+            let cell = self
+                .records
+                .get_or(|| UnsafeCell::new(Filling(std::ptr::null_mut())));
+            Retirer {
+                filling: cell,
+                seize: &self.seize,
+                _node: std::marker::PhantomData,
+            }
+        }
+    }
+
+    /// Retires nodes into this thread's part (`Guard::retirer`).
+    pub(crate) struct Retirer<'g, K, V> {
+        filling: &'g UnsafeCell<Filling>,
+        seize: &'g seize::LocalGuard<'g>,
+        _node: std::marker::PhantomData<*mut Node<K, V>>,
+    }
+
+    impl<K, V> Retirer<'_, K, V> {
+        /// As [`Guard::retire_node`].
+        ///
+        /// # Safety
+        /// As [`Guard::retire_node`].
+        #[inline]
+        pub(crate) unsafe fn retire(&mut self, ptr: *mut Node<K, V>) {
             unsafe fn free_all<K, V>(nodes: &[*mut ()]) {
                 // SAFETY: every pointer is a retired `Node<K, V>` of this
                 // feed, past its grace period (or the feed is being dropped),
@@ -179,13 +211,11 @@ mod imp {
                 // and is full.
                 unsafe { free_part(part) }
             }
-            let cell = self
-                .records
-                .get_or(|| UnsafeCell::new(Filling(std::ptr::null_mut())));
-            // SAFETY: a thread's entry is only touched by that thread (here),
-            // and by the collector's drop, which has `&mut`; no reference to
-            // it outlives this call.
-            let filling = unsafe { &mut *cell.get() };
+            // SAFETY: a thread's entry is only touched by that thread (a
+            // `Retirer` is not `Send`, and a thread uses one at a time), and
+            // by the collector's drop, which has `&mut`; no reference to it
+            // outlives this call.
+            let filling = unsafe { &mut *self.filling.get() };
             if filling.0.is_null() {
                 filling.0 = Box::into_raw(Box::new(Part {
                     len: 0,

@@ -217,6 +217,30 @@ impl Guard<'_> {
     pub(crate) unsafe fn retire_node<T>(&self, ptr: *mut T) {
         self.collector.retire_stamped(ptr);
     }
+
+    /// The non-loom version's batch retirer; here each node is retired at
+    /// once.
+    pub(crate) fn retirer<K, V>(&self) -> Retirer<'_, K, V> {
+        Retirer {
+            guard: self,
+            _node: std::marker::PhantomData,
+        }
+    }
+}
+
+/// See [`Guard::retirer`].
+pub(crate) struct Retirer<'g, K, V> {
+    guard: &'g Guard<'g>,
+    _node: std::marker::PhantomData<*mut crate::engine::node::Node<K, V>>,
+}
+
+impl<K, V> Retirer<'_, K, V> {
+    /// # Safety
+    /// As [`Guard::retire_node`].
+    pub(crate) unsafe fn retire(&mut self, ptr: *mut crate::engine::node::Node<K, V>) {
+        // SAFETY: the caller's guarantee.
+        unsafe { self.guard.retire_node(ptr) }
+    }
 }
 
 impl Drop for Guard<'_> {

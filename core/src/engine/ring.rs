@@ -242,6 +242,7 @@ impl<K, V> Ring<K, V> {
         for &(_, seq) in list.iter() {
             prefetch_read(&self.slot(seq).stamp);
         }
+        let mut retirer = guard.retirer::<K, V>();
         list.retain(|&(node, seq)| {
             if !(cfg!(kvfeed_mutant = "retire_early") || self.has_left(seq)) {
                 return true;
@@ -251,7 +252,7 @@ impl<K, V> Ring<K, V> {
             // it, left the ring (it was put on the list then), and now its
             // own slot moved on: unreachable for readers that start now.
             // Retired once: removed from the list, which alone held it.
-            unsafe { guard.retire_node(node) };
+            unsafe { retirer.retire(node) };
             false
         });
     }
