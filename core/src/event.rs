@@ -3,7 +3,6 @@
 use std::fmt;
 
 use crate::engine::{Guard, Node, NodeKind};
-use crate::sync::Ordering;
 
 /// The kind of a change.
 ///
@@ -183,15 +182,16 @@ impl<K: Clone, V: Clone> Change<K, V> {
     /// Copies a change record out.
     ///
     /// # Safety
-    /// As [`Node::old`]: `n` was found in a ring slot under a guard still held.
-    pub(crate) unsafe fn of_node(n: &Node<K, V>) -> Self {
+    /// As [`Node::old`]: `n` and `prev` were read from a ring slot under a
+    /// guard still held.
+    pub(crate) unsafe fn of_node(n: &Node<K, V>, prev: *const Node<K, V>) -> Self {
         Change {
-            seq: n.seq.load(Ordering::Relaxed),
-            kind: Kind::of(n.kind),
+            seq: n.seq(),
+            kind: Kind::of(n.kind()),
             key: n.key.clone(),
             value: n.value().cloned(),
             // SAFETY: the caller's guarantee.
-            old: unsafe { n.old() }.cloned(),
+            old: unsafe { n.old(prev) }.cloned(),
         }
     }
 }
@@ -355,25 +355,35 @@ pub struct ChangeRef<'w, K, V> {
     inner: RefInner<'w, K, V>,
 }
 
+/// A record read from the ring and its predecessor (the event's `old`).
+type NodeAndPrev<'a, K, V> = (&'a Node<K, V>, *const Node<K, V>);
+
 enum RefInner<'w, K, V> {
     /// A record protected by the guard stored beside it.
     Live {
         node: *const Node<K, V>,
+        prev: *const Node<K, V>,
         _guard: Guard<'w>,
     },
     /// A record protected by a guard that outlives `'w` (batched reads).
-    Guarded(&'w Node<K, V>),
+    Guarded(&'w Node<K, V>, *const Node<K, V>),
     /// A snapshot item owned by the watcher.
     Owned(&'w Change<K, V>),
 }
 
 impl<'w, K, V> ChangeRef<'w, K, V> {
     /// # Safety
-    /// `node` is a record found in a ring slot under `guard`.
-    pub(crate) unsafe fn live(node: *const Node<K, V>, guard: Guard<'w>) -> Self {
+    /// `node` and its predecessor `prev` were read from a ring slot under
+    /// `guard` (`Ring::read`).
+    pub(crate) unsafe fn live(
+        node: *const Node<K, V>,
+        prev: *const Node<K, V>,
+        guard: Guard<'w>,
+    ) -> Self {
         ChangeRef {
             inner: RefInner::Live {
                 node,
+                prev,
                 _guard: guard,
             },
         }
@@ -383,10 +393,11 @@ impl<'w, K, V> ChangeRef<'w, K, V> {
     /// for `'w`.
     ///
     /// # Safety
-    /// As stated: found through the ring, under a guard that outlives `'w`.
-    pub(crate) unsafe fn guarded(node: &'w Node<K, V>) -> Self {
+    /// As stated: `node` and its predecessor `prev` were read from a ring
+    /// slot, under a guard that outlives `'w`.
+    pub(crate) unsafe fn guarded(node: &'w Node<K, V>, prev: *const Node<K, V>) -> Self {
         ChangeRef {
-            inner: RefInner::Guarded(node),
+            inner: RefInner::Guarded(node, prev),
         }
     }
 
@@ -397,11 +408,15 @@ impl<'w, K, V> ChangeRef<'w, K, V> {
     }
 
     fn node(&self) -> Result<&Node<K, V>, &Change<K, V>> {
+        self.node_and_prev().map(|(n, _)| n)
+    }
+
+    fn node_and_prev(&self) -> Result<NodeAndPrev<'_, K, V>, &Change<K, V>> {
         match &self.inner {
             // SAFETY: the guard stored beside `node` protects it for as long as
             // `self` (and so the returned borrow) lives.
-            RefInner::Live { node, .. } => Ok(unsafe { &**node }),
-            RefInner::Guarded(node) => Ok(node),
+            RefInner::Live { node, prev, .. } => Ok((unsafe { &**node }, *prev)),
+            RefInner::Guarded(node, prev) => Ok((node, *prev)),
             RefInner::Owned(c) => Err(c),
         }
     }
@@ -417,7 +432,7 @@ impl<'w, K, V> ChangeRef<'w, K, V> {
     /// ```
     pub fn seq(&self) -> u64 {
         match self.node() {
-            Ok(n) => n.seq.load(Ordering::Relaxed),
+            Ok(n) => n.seq(),
             Err(c) => c.seq,
         }
     }
@@ -434,7 +449,7 @@ impl<'w, K, V> ChangeRef<'w, K, V> {
     /// ```
     pub fn kind(&self) -> Kind {
         match self.node() {
-            Ok(n) => Kind::of(n.kind),
+            Ok(n) => Kind::of(n.kind()),
             Err(c) => c.kind,
         }
     }
@@ -485,10 +500,11 @@ impl<'w, K, V> ChangeRef<'w, K, V> {
     /// assert_eq!(w.try_next().unwrap().unwrap().as_change().unwrap().old(), Some(&10));
     /// ```
     pub fn old(&self) -> Option<&V> {
-        match self.node() {
+        match self.node_and_prev() {
             // SAFETY: a ChangeRef over a node is only made (`live`, `guarded`) for
-            // a node found in a ring slot, under a guard that outlives `self`.
-            Ok(n) => unsafe { n.old() },
+            // a node and predecessor read from a ring slot, under a guard that
+            // outlives `self`.
+            Ok((n, prev)) => unsafe { n.old(prev) },
             Err(c) => c.old.as_ref(),
         }
     }
@@ -508,9 +524,9 @@ impl<'w, K, V> ChangeRef<'w, K, V> {
         K: Clone,
         V: Clone,
     {
-        match self.node() {
+        match self.node_and_prev() {
             // SAFETY: as in `old`.
-            Ok(n) => unsafe { Change::of_node(n) },
+            Ok((n, prev)) => unsafe { Change::of_node(n, prev) },
             Err(c) => (*c).clone(),
         }
     }

@@ -189,9 +189,13 @@ impl Deadline {
 
 /// What one step of reading produced; holds no borrow of the watcher.
 enum Step<K, V> {
-    Live(*const Node<K, V>),
+    /// A record and its predecessor, read from the ring.
+    Live(*const Node<K, V>, *const Node<K, V>),
     SnapshotItem,
-    SnapshotDone { at: u64, consistent_at: u64 },
+    SnapshotDone {
+        at: u64,
+        consistent_at: u64,
+    },
 }
 
 impl<K, V> Watcher<K, V>
@@ -478,10 +482,10 @@ where
         let mut n = 0;
         while n < max {
             if runs {
-                let ran = shared.read_run(reader.cursor, max - n, &guard, |node| {
-                    // SAFETY: found under `guard`, which lives until the end
-                    // of this function, past `f`'s borrow.
-                    f(EventRef::Change(unsafe { ChangeRef::guarded(node) }))
+                let ran = shared.read_run(reader.cursor, max - n, &guard, |node, prev| {
+                    // SAFETY: read from the ring under `guard`, which lives
+                    // until the end of this function, past `f`'s borrow.
+                    f(EventRef::Change(unsafe { ChangeRef::guarded(node, prev) }))
                 });
                 reader.cursor += ran as u64;
                 n += ran;
@@ -508,9 +512,12 @@ where
                 Err(RecvError::Closed) => break,
             };
             match step {
-                // SAFETY: `step` found this record under `guard`, which lives
-                // until the end of this function, past `f`'s borrow.
-                Step::Live(node) => f(EventRef::Change(unsafe { ChangeRef::guarded(&*node) })),
+                // SAFETY: `step` read this record and its predecessor from the
+                // ring under `guard`, which lives until the end of this
+                // function, past `f`'s borrow.
+                Step::Live(node, prev) => f(EventRef::Change(unsafe {
+                    ChangeRef::guarded(&*node, prev)
+                })),
                 Step::SnapshotItem => {
                     let item = reader.lent.take().expect("just lent");
                     f(EventRef::Change(ChangeRef::owned(&item)));
@@ -532,9 +539,12 @@ where
 {
     fn wrap<'a>(&'a self, step: Step<K, V>, guard: Guard<'a>) -> EventRef<'a, K, V> {
         match step {
-            // SAFETY: `step` found this record under `guard`, which moves
-            // into the ChangeRef and keeps protecting it.
-            Step::Live(node) => EventRef::Change(unsafe { ChangeRef::live(node, guard) }),
+            Step::Live(node, prev) => {
+                // SAFETY: `step` read this record and its predecessor from
+                // the ring under `guard`, which moves into the ChangeRef and
+                // keeps protecting them.
+                EventRef::Change(unsafe { ChangeRef::live(node, prev, guard) })
+            }
             Step::SnapshotItem => {
                 EventRef::Change(ChangeRef::owned(self.lent.as_ref().expect("just lent")))
             }
@@ -569,6 +579,7 @@ where
 
     /// Advances to the next matching event, passing over at most `budget`
     /// events that do not match (then `Ok(None)` with `exhausted` set).
+    #[inline(always)]
     fn step(
         &mut self,
         shared: &Engine<K, V>,
@@ -613,17 +624,17 @@ where
                 continue;
             }
             match self.step_live(shared, guard, budget)? {
-                Some(Step::Live(node)) => {
+                Some(Step::Live(node, prev)) => {
                     // SAFETY: `step_live` found it under `guard`, still held.
                     let n = unsafe { &*node };
                     let seen = self
                         .snapshot
                         .as_deref()
-                        .is_some_and(|s| s.already_seen(&n.key, n.seq.load(Ordering::Relaxed)));
+                        .is_some_and(|s| s.already_seen(&n.key, n.seq()));
                     if seen {
                         continue;
                     }
-                    return Ok(Some(Step::Live(node)));
+                    return Ok(Some(Step::Live(node, prev)));
                 }
                 other => return Ok(other),
             }
@@ -631,7 +642,7 @@ where
     }
 
     /// The next matching live event from the ring: where a watcher detects a lap.
-    #[inline]
+    #[inline(always)]
     fn step_live(
         &mut self,
         shared: &Engine<K, V>,
@@ -640,10 +651,10 @@ where
     ) -> Result<Option<Step<K, V>>, RecvError> {
         loop {
             match shared.read(self.cursor, guard, Ordering::Acquire) {
-                Read::Mine(node) => {
+                Read::Mine(node, prev) => {
                     self.cursor += 1;
-                    if self.filter.matches(&node.key, Kind::of(node.kind)) {
-                        return Ok(Some(Step::Live(node)));
+                    if self.filter.matches(&node.key, Kind::of(node.kind())) {
+                        return Ok(Some(Step::Live(node, prev)));
                     }
                     budget -= 1;
                     if budget == 0 {

@@ -204,3 +204,58 @@ fn lap_detection() {
         drops.assert_all_dropped();
     });
 }
+
+/// Model 2b — the `old` of a read a lap-ahead publisher overtakes.
+///
+/// Property: key 0 is written at seq 1 (value 0) and seq 2 (value 1, `old`
+/// 0) on a ring of 2; a watcher reads from seq 2 while a writer puts key 1
+/// twice (seqs 3 and 4, the second into seq 2's slot, with its own
+/// predecessor beside it). Whatever the interleaving, an event the watcher
+/// gets for seq 2 carries `old` 0 (key 0's previous value), never key 1's:
+/// a reader that took the slot's predecessor after the lap-ahead publisher
+/// replaced it must report the lap instead (`prev_if_unchanged`). Every
+/// `Lagged` is exact; every value is dropped once.
+///
+/// Bound: writer + watcher + main; preemption bound 3.
+#[test]
+fn old_of_an_overtaken_read() {
+    model("old_of_an_overtaken_read", 3, || {
+        let drops = Drops::new(4);
+        let feed = feed(2);
+        feed.put(0, Val::new(0, &drops)).unwrap(); // seq 1
+        feed.put(0, Val::new(1, &drops)).unwrap(); // seq 2, old 0
+        let mut w = feed.watch(WatchOptions::all().from(2));
+
+        let writer = {
+            let (f, d) = (feed.clone(), drops.clone());
+            thread::spawn(move || {
+                f.put(1, Val::new(2, &d)).unwrap(); // seq 3
+                f.put(1, Val::new(3, &d)).unwrap(); // seq 4, over seq 2
+            })
+        };
+        let reader = thread::spawn(move || {
+            let got = recv(w.try_next());
+            (w, got)
+        });
+        writer.join().unwrap();
+        let (w, got) = reader.join().unwrap();
+        match got {
+            None => {}
+            Some(Rec::Change { seq, key, old, .. }) => {
+                assert_eq!(
+                    (seq, key, old),
+                    (2, 0, Some(0)),
+                    "seq 2 with someone else's old"
+                );
+            }
+            Some(Rec::Lagged(l)) => {
+                assert_eq!((l.missed, l.resume_at), (1, 3), "inexact lap");
+            }
+            Some(other) => panic!("unexpected {other:?}"),
+        }
+
+        drop(w);
+        drop(feed);
+        drops.assert_all_dropped();
+    });
+}

@@ -137,7 +137,7 @@ impl<K, V> Engine<K, V> {
         cursor: u64,
         max: usize,
         guard: &Guard<'_>,
-        f: impl FnMut(&Node<K, V>),
+        f: impl FnMut(&Node<K, V>, *mut Node<K, V>),
     ) -> usize {
         self.ring.read_run(cursor, max, guard, f)
     }

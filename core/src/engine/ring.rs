@@ -39,7 +39,11 @@
 //! Load the stamp (`Acquire`). Below `c`, or `c` and `BUSY`: **not yet**.
 //! Above `c`: **lapped**. Exactly `c`: load `node` (`Acquire`); the record
 //! is **mine** when its own seq is `c`, else a publisher a lap ahead has
-//! just replaced it: **lapped**. Because every seq below the next one to be
+//! just replaced it: **lapped**. Mine: load `prev` (the event's `old`), then
+//! an `Acquire` fence and the stamp again; if it changed, a publisher a lap
+//! ahead took the slot in between and `prev` may be its own: **lapped**
+//! (the publisher stores `prev` with `Release` after its `BUSY` CAS, so a
+//! reader that loaded the new `prev` sees the new stamp). Because every seq below the next one to be
 //! claimed is published by its writer, and a slot's stamp only moves
 //! forward, "below `c`" always means "not yet", never "lost".
 //!
@@ -52,7 +56,7 @@ use crate::engine::hint::prefetch_read;
 use crate::engine::node::Node;
 use crate::engine::pending::{Pending, Waiting};
 use crate::engine::reclaim::Guard;
-use crate::sync::{AtomicPtr, AtomicU64, Ordering};
+use crate::sync::{fence, AtomicPtr, AtomicU64, Ordering};
 
 const BUSY: u64 = 1;
 
@@ -71,8 +75,9 @@ const STAMP_STORE: Ordering = Ordering::Relaxed;
 pub(crate) enum Read<'g, K, V> {
     /// The cursor's seq is not published yet.
     NotYet,
-    /// The record for the cursor's seq.
-    Mine(&'g Node<K, V>),
+    /// The record for the cursor's seq, and its predecessor (the event's
+    /// `old`; null for a key's first record).
+    Mine(&'g Node<K, V>, *mut Node<K, V>),
     /// The cursor's seq was overwritten.
     Lapped,
 }
@@ -209,7 +214,9 @@ impl<K, V> Ring<K, V> {
         let old_prev = slot.prev.load(Ordering::Relaxed);
         let old_prev_seq = slot.prev_seq.load(Ordering::Relaxed);
         slot.node.store(node, NODE_STORE);
-        slot.prev.store(prev, Ordering::Relaxed);
+        // `Release`: a reader that loads this value sees the `BUSY` stamp
+        // when it re-reads the stamp (`prev_if_unchanged`).
+        slot.prev.store(prev, Ordering::Release);
         slot.prev_seq.store(prev_seq, Ordering::Relaxed);
         slot.stamp.store(seq << 1, STAMP_STORE);
         if !had.is_null() {
@@ -289,11 +296,34 @@ impl<K, V> Ring<K, V> {
         // before following the pointer, under `guard` (module doc): the
         // record, or a newer one stored since, is alive for 'g.
         let node = unsafe { &*node };
-        if cfg!(kvfeed_mutant = "no_seq_check") || node.seq.load(Ordering::Relaxed) == cursor {
-            Read::Mine(node)
-        } else {
-            Read::Lapped
+        if !cfg!(kvfeed_mutant = "no_seq_check") && node.seq() != cursor {
+            return Read::Lapped;
         }
+        match self.prev_if_unchanged(slot, stamp & !BUSY, guard) {
+            Some(prev) => Read::Mine(node, prev),
+            None => Read::Lapped,
+        }
+    }
+
+    /// The slot's predecessor field, if the slot still holds the record it
+    /// held at `stamp`: a publisher a lap ahead may have taken the slot
+    /// since the stamp was read, and its predecessor is not ours. The field
+    /// is stored with `Release` after the publisher's `BUSY` CAS; loaded
+    /// before an `Acquire` fence, a newer value makes the re-read stamp show
+    /// that CAS (a seqlock's read side).
+    #[inline]
+    fn prev_if_unchanged(
+        &self,
+        slot: &Slot<K, V>,
+        stamp: u64,
+        guard: &Guard<'_>,
+    ) -> Option<*mut Node<K, V>> {
+        let prev = guard.protect(&slot.prev, Ordering::Acquire);
+        fence(Ordering::Acquire);
+        if !cfg!(kvfeed_mutant = "no_prev_recheck") && slot.stamp.load(Ordering::Relaxed) != stamp {
+            return None;
+        }
+        Some(prev)
     }
 
     /// Reads the run of records from `cursor` on while each slot plainly
@@ -312,7 +342,7 @@ impl<K, V> Ring<K, V> {
         cursor: u64,
         max: usize,
         guard: &Guard<'_>,
-        mut f: impl FnMut(&Node<K, V>),
+        mut f: impl FnMut(&Node<K, V>, *mut Node<K, V>),
     ) -> usize {
         let mut n = 0;
         while n < max {
@@ -326,10 +356,13 @@ impl<K, V> Ring<K, V> {
             // SAFETY: as in `read`: the stamp said the slot holds `c`'s
             // record, checked before following the pointer, under `guard`.
             let node = unsafe { &*node };
-            if !cfg!(kvfeed_mutant = "no_seq_check") && node.seq.load(Ordering::Relaxed) != c {
+            if !cfg!(kvfeed_mutant = "no_seq_check") && node.seq() != c {
                 break;
             }
-            f(node);
+            let Some(prev) = self.prev_if_unchanged(slot, c << 1, guard) else {
+                break;
+            };
+            f(node, prev);
             n += 1;
         }
         n

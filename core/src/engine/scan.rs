@@ -38,7 +38,7 @@ impl<K: Hash + Eq, V> Engine<K, V> {
             // SAFETY: the key's current node, loaded under the guard.
             let node = unsafe { &*tag::untag(cur) };
             if let Some(value) = node.value() {
-                f(key, value, node.seq.load(Ordering::Relaxed));
+                f(key, value, node.seq());
             }
         });
     }

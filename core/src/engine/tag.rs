@@ -4,9 +4,9 @@
 //! The table keeps a key's whole per-key state in one word (see `table.rs`):
 //! which node is current, and whether a write or a migration holds the key.
 
-/// A write to this key is in flight: the pointer is the *new* node, whose
-/// `prev` is the state before the write. Set by the writer's CAS, cleared by
-/// its final store; nobody else changes the word meanwhile.
+/// A write to this key is in flight: the rest of the word is still the state
+/// before the write (the new node is not visible yet). Set by the writer's
+/// CAS, cleared by its final store; nobody else changes the word meanwhile.
 pub(crate) const PENDING: usize = 1;
 /// The key is absent: the pointer is its Delete tombstone, or null when the
 /// slot was created for a write that has not happened yet.

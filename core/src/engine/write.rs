@@ -10,18 +10,20 @@
 //!    for it and find the key again. Otherwise it decides against the
 //!    current state (absent when `DELETED`; a conditional put reads the
 //!    current node's seq, a suppressing put its value);
-//! 2. sets `n.prev` to the current node and CASes `cur` from what it loaded
-//!    to `n | PENDING` (`AcqRel`). That CAS is where the write is ordered
-//!    against every other write to the key. A lost CAS retries from 1 with
-//!    the same node: a write allocates once, however often it retries;
+//! 2. CASes `cur` from what it loaded to the same word with `PENDING` added
+//!    (`AcqRel`). That CAS is where the write is ordered against every
+//!    other write to the key. The word still names the current node, so
+//!    nobody ever sees `n` before step 4. A lost CAS retries from 1 with the
+//!    same node: a write allocates once, however often it retries;
 //! 3. claims a seq (`sequencer.rs`). A refused claim (the feed closed) puts
-//!    back the word it replaced and retires `n`: nothing happened;
+//!    back the word it replaced and frees `n`, which nobody saw: nothing
+//!    happened;
 //! 4. stores the seq into `n` and into the slot's `ver`, then stores
 //!    `cur = n` (`Release`; with `DELETED` for a delete), which ends
 //!    `PENDING`;
-//! 5. publishes `n` in the ring with its predecessor and the predecessor's
-//!    seq (read from `ver` while holding `PENDING`, so the predecessor
-//!    itself is never read).
+//! 5. publishes `n` in the ring with its predecessor (the node the word
+//!    named) and the predecessor's seq (read from `ver` while holding
+//!    `PENDING`, so the predecessor itself is never read).
 //!
 //! Because a key's seq is claimed only while its writer holds `PENDING`,
 //! **seq order equals the order of the successful CASes on `cur`**, which
@@ -30,7 +32,7 @@
 //! (dense numbers): a claimed seq is always published.
 //!
 //! Readers never wait for step 2-4: `get` on a `PENDING` word reads the
-//! state before the write (the new node's `prev`), which is where the write
+//! state the word names, the one before the write, which is where the write
 //! has not happened yet.
 //!
 //! Atomic read-modify-writes per put to an existing key: the CAS on `cur`,
@@ -141,7 +143,7 @@ impl<K: Hash + Eq + Clone + 'static, V: 'static> Engine<K, V> {
                 // plain put decides from the slot's word alone.
                 // SAFETY: the current node, loaded under the guard.
                 let now = unsafe { &*present };
-                let version = now.seq.load(Ordering::Relaxed);
+                let version = now.seq();
                 if let Expect::Version(v) = expect {
                     if v != version {
                         return Err(CasError::Conflict {
@@ -164,10 +166,7 @@ impl<K: Hash + Eq + Clone + 'static, V: 'static> Engine<K, V> {
                 NodeKind::Update
             };
             // SAFETY: still ours (not installed).
-            unsafe {
-                (*node.0).kind = kind;
-                (*node.0).prev = present;
-            }
+            unsafe { (*node.0).set_kind(kind) };
             if let Some(seq) = self.commit(slot, cur, &mut node, &guard)? {
                 if absent {
                     self.map.add_live(1);
@@ -207,8 +206,6 @@ impl<K: Hash + Eq + Clone + 'static, V: 'static> Engine<K, V> {
                 let k = unsafe { slot.key() }.clone();
                 node.0 = node::alloc(Node::delete(k));
             }
-            // SAFETY: ours until installed.
-            unsafe { (*node.0).prev = present };
             if let Some(seq) = self.commit(slot, cur, &mut node, &guard)? {
                 self.map.add_live(-1);
                 // SAFETY: `present` was current and is now the Delete's
@@ -220,9 +217,11 @@ impl<K: Hash + Eq + Clone + 'static, V: 'static> Engine<K, V> {
         }
     }
 
-    /// Steps 2-5 of the protocol: install `node` in place of `cur`, number
-    /// it, publish it. `Ok(None)`: the CAS lost, try again (the node is
-    /// still the caller's). On success the node belongs to the feed.
+    /// Steps 2-5 of the protocol: install `node` in place of `cur` (not
+    /// `PENDING`), number it, publish it. `Ok(None)`: the CAS lost, try
+    /// again (the node is still the caller's). On success the node belongs
+    /// to the feed; on a refused claim it is still the caller's (it frees
+    /// it).
     fn commit(
         &self,
         slot: &Slot<K, V>,
@@ -231,34 +230,25 @@ impl<K: Hash + Eq + Clone + 'static, V: 'static> Engine<K, V> {
         guard: &Guard<'_>,
     ) -> Result<Option<u64>, WriteError> {
         let n = node.0;
+        let pending = tag::with(tag::untag(cur), tag::tags(cur) | PENDING);
         if slot
             .cur()
-            .compare_exchange(
-                cur,
-                tag::with(n, PENDING),
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            )
+            .compare_exchange(cur, pending, Ordering::AcqRel, Ordering::Acquire)
             .is_err()
         {
             return Ok(None);
         }
-        // Holding the key: `ver` is the version of the node we replaced.
+        // Holding the key: `ver` is the version of the node we replace.
         let prev_seq = slot.ver().load(Ordering::Relaxed);
         let Some(seq) = self.seq.claim() else {
             slot.cur().store(cur, Ordering::Release);
-            node.0 = std::ptr::null_mut();
-            // SAFETY: readers may have seen `n` as a pending word (and read
-            // its `prev`), so it is retired, not freed: unreachable now that
-            // the word is back, and retired once (no longer the caller's).
-            unsafe { guard.retire_node(n) };
             return Err(WriteError::Closed);
         };
-        // SAFETY: `n` is installed, not yet numbered; only we write its seq.
+        // SAFETY: `n` is ours, not yet visible; only we write its seq.
         let node_ref = unsafe { &*n };
-        node_ref.seq.store(seq, Ordering::Relaxed);
+        node_ref.number(seq);
         slot.ver().store(seq, Ordering::Relaxed);
-        let word = if node_ref.kind == NodeKind::Delete {
+        let word = if node_ref.kind() == NodeKind::Delete {
             tag::with(n, DELETED)
         } else {
             n
@@ -267,8 +257,9 @@ impl<K: Hash + Eq + Clone + 'static, V: 'static> Engine<K, V> {
         // The node belongs to the feed from here on.
         node.0 = std::ptr::null_mut();
         // SAFETY: `n` is installed with seq `seq`, we are its one publisher,
-        // and its predecessor (or null) has seq `prev_seq`.
-        unsafe { self.ring.publish(seq, n, node_ref.prev, prev_seq, guard) };
+        // and its predecessor (or null) is the node it replaced, with seq
+        // `prev_seq`.
+        unsafe { self.ring.publish(seq, n, tag::untag(cur), prev_seq, guard) };
         self.notifier.published();
         Ok(Some(seq))
     }
@@ -281,23 +272,16 @@ impl<K: Hash + Eq + Clone + 'static, V: 'static> Engine<K, V> {
         let tag = self.map.tag(key);
         let guard = self.collector.enter();
         let slot = self.map.find(key, tag, &guard)?;
+        // A write in flight (`PENDING`) has not happened yet: the word still
+        // names the state before it, which is what this reads.
         let cur = guard.protect(slot.cur(), Ordering::Acquire);
-        let mut node = tag::untag(cur);
-        if tag::tags(cur) & PENDING != 0 {
-            // A write in flight has not happened yet: read the state before it.
-            // SAFETY: the pending node is alive under the guard.
-            let pending = unsafe { &*node };
-            if pending.kind == NodeKind::Create {
-                return None;
-            }
-            node = pending.prev;
-        } else if tag::tags(cur) & DELETED != 0 {
+        if tag::tags(cur) & DELETED != 0 {
             return None;
         }
-        // SAFETY: a live node (current, or the predecessor of a pending
-        // write, which is retired only after that write leaves the ring),
-        // under the guard.
-        let node = unsafe { &*node };
-        Some(f(node.value()?, node.seq.load(Ordering::Relaxed)))
+        // SAFETY: the key's current node (not deleted, so not null), loaded
+        // under the guard: retired only after a later write replaced it and
+        // left the ring.
+        let node = unsafe { &*tag::untag(cur) };
+        Some(f(node.value()?, node.seq()))
     }
 }
