@@ -43,9 +43,10 @@
 //! an `Acquire` fence and the stamp again; if it changed, a publisher a lap
 //! ahead took the slot in between and `prev` may be its own: **lapped**
 //! (the publisher stores `prev` with `Release` after its `BUSY` CAS, so a
-//! reader that loaded the new `prev` sees the new stamp). Because every seq below the next one to be
-//! claimed is published by its writer, and a slot's stamp only moves
-//! forward, "below `c`" always means "not yet", never "lost".
+//! reader that loaded the new `prev` sees the new stamp). Because every seq
+//! below the next one to be claimed is published by its writer, and a
+//! slot's stamp only moves forward, "below `c`" always means "not yet",
+//! never "lost".
 //!
 //! The stamp is checked before the node is followed, so once a stamp has
 //! moved past `s` no reader that starts later reaches the record for `s`
