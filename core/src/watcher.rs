@@ -324,9 +324,7 @@ where
         // stamp says so without following a record, so without entering a
         // reclamation guard (whose exit is a locked instruction).
         if reader.snapshot.is_none() && shared.not_yet(reader.cursor) {
-            if reader.closed.load(Ordering::Acquire)
-                || shared.final_head().is_some_and(|last| reader.cursor > last)
-            {
+            if reader.closed.load(Ordering::Acquire) || reader.read_everything(shared) {
                 return Err(RecvError::Closed);
             }
             return Ok(None);
@@ -554,13 +552,20 @@ where
         }
     }
 
+    /// Whether the feed is closed and this watcher has passed its last seq:
+    /// every event that will ever exist was read (or reported).
+    #[inline]
+    fn read_everything(&self, shared: &Engine<K, V>) -> bool {
+        shared.final_head().is_some_and(|last| self.cursor > last)
+    }
+
     /// Whether a read would find something (or an end); `SeqCst` for the
     /// parking handshake.
     fn ready(&self, shared: &Engine<K, V>) -> bool {
         if self.closed.load(Ordering::SeqCst) || self.interrupted.load(Ordering::SeqCst) {
             return true;
         }
-        if shared.final_head().is_some_and(|last| self.cursor > last) {
+        if self.read_everything(shared) {
             return true;
         }
         if self
@@ -663,7 +668,7 @@ where
                     }
                 }
                 Read::NotYet => {
-                    if shared.final_head().is_some_and(|last| self.cursor > last) {
+                    if self.read_everything(shared) {
                         return Err(RecvError::Closed);
                     }
                     return Ok(None);

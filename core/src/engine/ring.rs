@@ -72,6 +72,14 @@ const NODE_STORE: Ordering = Ordering::Relaxed;
 #[cfg(kvfeed_mutant = "publish_relaxed")]
 const STAMP_STORE: Ordering = Ordering::Relaxed;
 
+/// Whether a slot stamped `stamp` does not hold `cursor`'s record yet: it
+/// holds an older seq, or `cursor`'s while its publisher is still storing.
+#[inline]
+fn stamp_not_yet(stamp: u64, cursor: u64) -> bool {
+    let held = stamp >> 1;
+    held < cursor || (held == cursor && stamp & BUSY != 0)
+}
+
 /// What a reader found in the slot for its cursor.
 pub(crate) enum Read<'g, K, V> {
     /// The cursor's seq is not published yet.
@@ -155,9 +163,7 @@ impl<K, V> Ring<K, V> {
     /// alone says so; no record is followed, so no guard is needed).
     #[inline]
     pub(crate) fn not_yet(&self, cursor: u64) -> bool {
-        let stamp = self.slot(cursor).stamp.load(Ordering::Acquire);
-        let held = stamp >> 1;
-        held < cursor || (held == cursor && stamp & BUSY != 0)
+        stamp_not_yet(self.slot(cursor).stamp.load(Ordering::Acquire), cursor)
     }
 
     /// Whether the record for `seq` has left the ring: its slot's stamp moved
@@ -285,11 +291,10 @@ impl<K, V> Ring<K, V> {
     ) -> Read<'g, K, V> {
         let slot = self.slot(cursor);
         let stamp = slot.stamp.load(order);
-        let held = stamp >> 1;
-        if held < cursor || (held == cursor && stamp & BUSY != 0) {
+        if stamp_not_yet(stamp, cursor) {
             return Read::NotYet;
         }
-        if held > cursor {
+        if stamp >> 1 > cursor {
             return Read::Lapped;
         }
         let node = guard.protect(&slot.node, Ordering::Acquire);
