@@ -92,6 +92,14 @@ mod watcher;
 #[cfg(test)]
 mod tests;
 
+/// The reclamation protocol's parts, for its loom model
+/// (`loom-tests/tests/epoch.rs`) only.
+#[cfg(kvfeed_loom)]
+#[doc(hidden)]
+pub mod loom_epoch {
+    pub use crate::engine::epoch::{Domain, Participant};
+}
+
 pub use config::{Config, ConfigError, DEFAULT_CAPACITY};
 pub use equivalent::Equivalent;
 pub use error::{CasError, Lagged, RecvError, WriteError};

@@ -11,11 +11,13 @@
 //!    lap, and where a record leaves the ring;
 //! 5. `node.rs`: event records, and who frees them;
 //! 6. `scan.rs`: reading every live key while writers run (snapshots);
-//! 7. `reclaim.rs` (`reclaim_loom.rs` under loom): the reclamation guard;
+//! 7. `epoch.rs`: epoch-based reclamation (guards, seals, frees);
+//!    `reclaim.rs` (`reclaim_loom.rs` under loom): a feed's side of it;
 //! 8. `pool.rs`: a per-thread cache of node memory;
 //! 9. `tag.rs`, `backoff.rs`: small primitives.
 
 mod backoff;
+pub(crate) mod epoch;
 mod hint;
 mod node;
 mod pending;
@@ -33,6 +35,8 @@ mod write;
 
 pub(crate) use node::{Node, NodeKind};
 pub(crate) use reclaim::Guard;
+#[cfg(test)]
+pub(crate) use reclaim::SEAL_EVERY;
 pub(crate) use ring::Read;
 pub(crate) use write::Expect;
 

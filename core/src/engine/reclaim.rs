@@ -1,16 +1,27 @@
-//! Memory reclamation: seize, for the table and the ring.
+//! Memory reclamation for the table and the ring.
 //!
 //! Every record reached through a table slot or a ring slot is loaded under
 //! a [`Guard`]; a record (or a whole table after a migration) is retired
-//! once it is unreachable for readers that start later, and seize frees it
-//! after every guard that could still hold it has ended. Nothing else in the
-//! crate names seize.
+//! once it is unreachable for readers that start later, and freed after
+//! every guard that could still hold it has ended. The protocol is
+//! epoch-based reclamation (`epoch.rs`, which says why it is ours); this
+//! file is a feed's side of it: where retired records wait, and when they
+//! are sealed and freed.
 //!
-//! Under `kvfeed_loom`, seize (which loom cannot see) is replaced by the
-//! checked stand-in in `reclaim_loom.rs`, with the same shape.
+//! Under `kvfeed_loom` the feed's collector is replaced by the checked
+//! stand-in in `reclaim_loom.rs`, with the same shape; `epoch.rs` has a
+//! loom model of its own (`loom-tests/tests/epoch.rs`).
 
 #[cfg(kvfeed_loom)]
 pub(crate) use super::reclaim_loom::{Collector, Guard};
+
+/// Records a thread retires before it seals them. A seal costs a
+/// process-wide barrier (`epoch.rs`: about 5 us with another thread
+/// running), so it is paid once per this many records (2.5 ns a put); a
+/// sealed batch is freed two epoch advances later, so a writing thread
+/// holds back two to three batches (about 150 KB for `u64 -> u64`).
+#[cfg_attr(kvfeed_loom, allow(dead_code))]
+pub(crate) const SEAL_EVERY: usize = 2048;
 
 #[cfg(not(kvfeed_loom))]
 pub(crate) use imp::{Collector, Guard};
@@ -18,118 +29,170 @@ pub(crate) use imp::{Collector, Guard};
 #[cfg(not(kvfeed_loom))]
 mod imp {
     use std::cell::UnsafeCell;
+    use std::collections::VecDeque;
 
     use thread_local::ThreadLocal;
 
+    use crate::engine::epoch::{self, Pin};
     use crate::engine::node::Node;
-    use crate::sync::{AtomicPtr, Ordering};
-    use seize::Guard as _;
+    use crate::sync::{lock, AtomicBool, AtomicPtr, Mutex, Ordering};
 
-    /// Retired records per seize object (a "part"): a thread fills one
-    /// part at a time and hands it to seize when full.
-    const PART: usize = 32;
+    use super::SEAL_EVERY;
 
-    /// Parts per seize batch: seize frees a batch once it holds at least one
-    /// object per thread that is inside a guard, and each batch costs a
-    /// process-wide memory barrier (a `membarrier` system call,
-    /// microseconds). So a batch is 512 records, freed at once with up to
-    /// 16 threads inside guards; with more, seize waits for more parts. The
-    /// memory held back is about 512 records per writing thread.
-    const PARTS: usize = 16;
+    /// A put whose seq is a multiple of this looks for sealed garbage that
+    /// became freeable (a feed that only creates keys retires no records,
+    /// so nothing else would free the tables its migrations left behind).
+    pub(crate) const COLLECT_EVERY: u64 = 1024;
 
-    /// Why records are batched here rather than retired one by one into
-    /// seize: seize keeps a 32-byte entry per retired object and frees them
-    /// one indirect call at a time, which callgrind counted at about 130 of
-    /// a put's 560 instructions (entry, traversal, per-record free through
-    /// the thread's node cache). A part is one seize object and one
-    /// allocation, freed in one pass (`pool::free_all`).
-    struct Part {
-        len: usize,
-        /// Frees the records of a part: the one node type of this feed
-        /// (`Collector` belongs to one `Engine<K, V>`).
-        free_all: unsafe fn(&[*mut ()]),
-        nodes: [*mut (); PART],
+    /// What waits for its grace period.
+    enum Garbage {
+        /// Retired records of the feed, freed in one pass (`pool::free_all`).
+        Records {
+            nodes: Vec<*mut ()>,
+            free_all: unsafe fn(&[*mut ()]),
+        },
+        /// A retired `Box<T>` (a table).
+        Boxed {
+            ptr: *mut (),
+            drop: unsafe fn(*mut ()),
+        },
     }
 
-    // SAFETY: the pointers are retired records, owned by the part; they are
-    // freed by whichever thread reclaims it, like any seize object.
-    unsafe impl Send for Part {}
+    // SAFETY: the pointers are retired objects owned by the garbage; they
+    // are freed by whichever thread finds them freeable (`K`, `V` are
+    // `Send`, as the feed requires).
+    unsafe impl Send for Garbage {}
 
-    /// A thread's part being filled (null: none yet).
-    struct Filling(*mut Part);
+    impl Garbage {
+        /// Frees what it holds.
+        ///
+        /// # Safety
+        /// Past its grace period (or the feed is being dropped), freed once.
+        unsafe fn free(self) {
+            match self {
+                // SAFETY: the caller's guarantee; `free_all` is the node
+                // type's own.
+                Garbage::Records { nodes, free_all } => unsafe { free_all(&nodes) },
+                // SAFETY: as above; `drop` is the box's own.
+                Garbage::Boxed { ptr, drop } => unsafe { drop(ptr) },
+            }
+        }
+    }
+
+    /// A thread's retired records, not sealed yet.
+    struct Local {
+        nodes: Vec<*mut ()>,
+        /// Frees them: the one node type of this feed (`Collector` belongs
+        /// to one `Engine<K, V>`).
+        free_all: unsafe fn(&[*mut ()]),
+    }
 
     // SAFETY: only the owning thread touches its entry (and the collector's
-    // drop, with `&mut`); the part is plain memory.
-    unsafe impl Send for Filling {}
+    // drop, with `&mut`); the pointers are retired records.
+    unsafe impl Send for Local {}
 
-    /// The feed's reclamation domain.
+    /// The feed's side of reclamation.
     pub(crate) struct Collector {
-        seize: seize::Collector,
-        /// Each thread's part of retired records not yet handed to seize.
-        records: ThreadLocal<UnsafeCell<Filling>>,
+        /// Each thread's retired records not sealed yet.
+        local: ThreadLocal<UnsafeCell<Local>>,
+        /// Sealed garbage and its tag, oldest first. Tags never decrease
+        /// along the queue (a tag lower than the last one's is raised to it:
+        /// waiting longer is always safe), so the freeable ones are a prefix.
+        sealed: Mutex<VecDeque<(u64, Garbage)>>,
+        /// `sealed` is not empty.
+        waiting: AtomicBool,
     }
 
     impl Collector {
         pub(crate) fn new() -> Self {
             Collector {
-                // What is retired to seize directly is a part of records,
-                // or a whole table.
-                seize: seize::Collector::new().batch_size(PARTS),
-                records: ThreadLocal::new(),
+                local: ThreadLocal::new(),
+                sealed: Mutex::new(VecDeque::new()),
+                waiting: AtomicBool::new(false),
             }
         }
 
-        /// Enters the domain: while the guard lives, nothing loaded through
-        /// it is freed.
+        /// Enters a guard: while it lives, nothing loaded through it is freed.
         #[inline]
         pub(crate) fn enter(&self) -> Guard<'_> {
             Guard {
-                seize: self.seize.enter(),
-                records: &self.records,
+                _pin: Pin::enter(),
+                collector: self,
+            }
+        }
+
+        /// Called by the put that got `seq`: every [`COLLECT_EVERY`] seqs,
+        /// frees what became freeable.
+        #[inline]
+        pub(crate) fn tick(&self, seq: u64) {
+            if seq % COLLECT_EVERY == 0 && self.waiting.load(Ordering::Relaxed) {
+                self.collect(None);
+            }
+        }
+
+        /// Seals `garbage` (if any) and frees every sealed garbage whose
+        /// grace period has passed.
+        fn collect(&self, garbage: Option<Garbage>) {
+            let domain = epoch::global();
+            // The seal also tries to advance the epoch, which is what lets
+            // older garbage go.
+            let tag = domain.seal();
+            let mut ready = Vec::new();
+            {
+                let mut sealed = lock(&self.sealed);
+                if let Some(g) = garbage {
+                    let tag = sealed.back().map_or(tag, |&(t, _)| t.max(tag));
+                    sealed.push_back((tag, g));
+                }
+                while let Some(&(t, _)) = sealed.front() {
+                    if !domain.freeable(t) {
+                        break;
+                    }
+                    ready.extend(sealed.pop_front().map(|(_, g)| g));
+                }
+                self.waiting.store(!sealed.is_empty(), Ordering::Relaxed);
+            }
+            // Freed outside the lock: a value's drop may run user code that
+            // writes to this feed.
+            for g in ready {
+                // SAFETY: freeable: every guard that could reach it has left.
+                unsafe { g.free() };
             }
         }
     }
 
     impl Drop for Collector {
         fn drop(&mut self) {
-            // Parts still being filled: retired records nobody can reach (no
-            // guard outlives the collector).
-            for cell in self.records.iter_mut() {
-                let part = cell.get_mut().0;
-                if !part.is_null() {
-                    // SAFETY: the thread's own part, never handed to seize;
-                    // its records are retired and unreachable.
-                    unsafe { free_part(part) };
-                }
+            // No guard on this feed outlives it: everything retired is
+            // unreachable and may go now.
+            for cell in self.local.iter_mut() {
+                let local = cell.get_mut();
+                // SAFETY: retired records, unreachable, each freed once
+                // (taken out of the list).
+                unsafe { (local.free_all)(&std::mem::take(&mut local.nodes)) };
             }
-            // `seize` drops next and frees the parts handed to it.
+            let sealed = std::mem::take(self.sealed.get_mut().unwrap_or_else(|e| e.into_inner()));
+            for (_, g) in sealed {
+                // SAFETY: as above; each garbage is freed once (moved out).
+                unsafe { g.free() };
+            }
         }
-    }
-
-    /// Frees a part and its records.
-    ///
-    /// # Safety
-    /// `part` came from `Box::into_raw`, its first `len` records are retired
-    /// and past their grace period, and nobody uses any of it again.
-    unsafe fn free_part(part: *mut Part) {
-        // SAFETY: the caller's guarantee.
-        let part = unsafe { Box::from_raw(part) };
-        // SAFETY: as above.
-        unsafe { (part.free_all)(&part.nodes[..part.len]) };
     }
 
     /// A reclamation guard: while it lives, nothing loaded through
     /// [`Guard::protect`] is freed.
     pub(crate) struct Guard<'c> {
-        seize: seize::LocalGuard<'c>,
-        records: &'c ThreadLocal<UnsafeCell<Filling>>,
+        _pin: Pin,
+        collector: &'c Collector,
     }
 
     impl Guard<'_> {
         /// Loads `ptr` so that the object it points to stays valid while `self` lives.
         #[inline]
         pub(crate) fn protect<T>(&self, ptr: &AtomicPtr<T>, order: Ordering) -> *mut T {
-            self.seize.protect(ptr, order)
+            // Entering the guard announced this thread: a plain load is
+            // protected.
+            ptr.load(order)
         }
 
         /// Frees `ptr` (a `Box<T>`) once no guard can still see it.
@@ -137,30 +200,30 @@ mod imp {
         /// # Safety
         /// `ptr` came from `Box::into_raw`, is no longer reachable by any
         /// thread that enters a guard from now on, and is retired only once.
-        #[inline]
         pub(crate) unsafe fn retire_box<T>(&self, ptr: *mut T) {
-            // SAFETY: the caller guarantees `ptr` is an unreachable Box retired
-            // once; `seize::reclaim::boxed` frees it as a Box after every guard
-            // that could see it.
-            unsafe { self.seize.defer_retire(ptr, seize::reclaim::boxed) }
+            unsafe fn drop_box<T>(ptr: *mut ()) {
+                // SAFETY: `retire_box`'s caller: a `Box<T>`, freed once.
+                drop(unsafe { Box::from_raw(ptr.cast::<T>()) });
+            }
+            self.collector.collect(Some(Garbage::Boxed {
+                ptr: ptr.cast(),
+                drop: drop_box::<T>,
+            }));
         }
 
-        /// Frees a table (`Box<T>`) once no guard can still see it, handing
-        /// this thread's seize batch over now: a table is large, and in a
-        /// feed that only creates keys no retired record would ever fill the
-        /// batch and let the old table go (`tests/memory.rs`).
+        /// [`retire_box`](Self::retire_box) for a table: sealed at once,
+        /// like every box, so a feed that only creates keys frees the
+        /// tables it outgrew (`tests/memory.rs`).
         ///
         /// # Safety
         /// As [`retire_box`](Self::retire_box).
         pub(crate) unsafe fn retire_large<T>(&self, ptr: *mut T) {
             // SAFETY: the caller's guarantee.
             unsafe { self.retire_box(ptr) };
-            self.seize.flush();
         }
 
         /// Frees a node (back to a thread's cache, `pool.rs`) once no guard
-        /// can still see it: it joins this thread's part, which goes to
-        /// seize when full.
+        /// can still see it.
         ///
         /// # Safety
         /// As [`retire_box`](Self::retire_box), for a node from `node::alloc`
@@ -171,24 +234,28 @@ mod imp {
             unsafe { self.retirer::<K, V>().retire(ptr) }
         }
 
-        /// This thread's part, looked up once for several retirements.
+        /// This thread's retired records, looked up once for several
+        /// retirements.
         #[inline]
         pub(crate) fn retirer<K, V>(&self) -> Retirer<'_, K, V> {
-            let cell = self
-                .records
-                .get_or(|| UnsafeCell::new(Filling(std::ptr::null_mut())));
+            let cell = self.collector.local.get_or(|| {
+                UnsafeCell::new(Local {
+                    nodes: Vec::with_capacity(SEAL_EVERY),
+                    free_all: free_all::<K, V>,
+                })
+            });
             Retirer {
-                filling: cell,
-                seize: &self.seize,
+                local: cell,
+                collector: self.collector,
                 _node: std::marker::PhantomData,
             }
         }
     }
 
-    /// Retires nodes into this thread's part (`Guard::retirer`).
+    /// Retires nodes into this thread's list (`Guard::retirer`).
     pub(crate) struct Retirer<'g, K, V> {
-        filling: &'g UnsafeCell<Filling>,
-        seize: &'g seize::LocalGuard<'g>,
+        local: &'g UnsafeCell<Local>,
+        collector: &'g Collector,
         _node: std::marker::PhantomData<*mut Node<K, V>>,
     }
 
@@ -199,41 +266,32 @@ mod imp {
         /// As [`Guard::retire_node`].
         #[inline]
         pub(crate) unsafe fn retire(&mut self, ptr: *mut Node<K, V>) {
-            unsafe fn free_all<K, V>(nodes: &[*mut ()]) {
-                // SAFETY: every pointer is a retired `Node<K, V>` of this
-                // feed, past its grace period (or the feed is being dropped),
-                // freed once: the part is consumed.
-                unsafe { crate::engine::node::free_all::<K, V>(nodes) }
-            }
-            unsafe fn reclaim(part: *mut Part, _: &seize::Collector) {
-                // SAFETY: seize calls this once, after every guard that could
-                // see a record of the part; the part was `Box::into_raw`ed
-                // and is full.
-                unsafe { free_part(part) }
-            }
             // SAFETY: a thread's entry is only touched by that thread (a
             // `Retirer` is not `Send`, and a thread uses one at a time), and
             // by the collector's drop, which has `&mut`; no reference to it
-            // outlives this call.
-            let filling = unsafe { &mut *self.filling.get() };
-            if filling.0.is_null() {
-                filling.0 = Box::into_raw(Box::new(Part {
-                    len: 0,
-                    free_all: free_all::<K, V>,
-                    nodes: [std::ptr::null_mut(); PART],
-                }));
-            }
-            // SAFETY: this thread's part, not yet handed over.
-            let part = unsafe { &mut *filling.0 };
-            part.nodes[part.len] = ptr.cast();
-            part.len += 1;
-            if part.len == PART {
-                let full = std::mem::replace(&mut filling.0, std::ptr::null_mut());
-                // SAFETY: every record in the part was unreachable for guards
-                // entered after its own retirement, so after the hand-off
-                // too; `reclaim` frees the part once, after the grace period.
-                unsafe { self.seize.defer_retire(full, reclaim) };
-            }
+            // outlives this block.
+            let full = unsafe {
+                let local = &mut *self.local.get();
+                local.nodes.push(ptr.cast());
+                if local.nodes.len() < SEAL_EVERY {
+                    return;
+                }
+                std::mem::replace(&mut local.nodes, Vec::with_capacity(SEAL_EVERY))
+            };
+            self.collector.collect(Some(Garbage::Records {
+                nodes: full,
+                free_all: free_all::<K, V>,
+            }));
         }
+    }
+
+    /// Frees retired records of one feed.
+    ///
+    /// # Safety
+    /// Every pointer is a retired `Node<K, V>` past its grace period (or the
+    /// feed is being dropped), freed once.
+    unsafe fn free_all<K, V>(nodes: &[*mut ()]) {
+        // SAFETY: the caller's guarantee.
+        unsafe { crate::engine::node::free_all::<K, V>(nodes) }
     }
 }

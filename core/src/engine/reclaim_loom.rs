@@ -79,6 +79,11 @@ impl Collector {
         self.books.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The real collector looks for freeable garbage every so many seqs;
+    /// the stand-in frees as soon as the last guard ends.
+    #[inline]
+    pub(crate) fn tick(&self, _seq: u64) {}
+
     pub(crate) fn enter(&self) -> Guard<'_> {
         let me = loom::thread::current().id();
         let (total, synced) = {

@@ -261,6 +261,7 @@ impl<K: Hash + Eq + Clone + 'static, V: 'static> Engine<K, V> {
         // `prev_seq`.
         unsafe { self.ring.publish(seq, n, tag::untag(cur), prev_seq, guard) };
         self.notifier.published();
+        self.collector.tick(seq);
         Ok(Some(seq))
     }
 
