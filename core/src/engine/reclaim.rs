@@ -39,10 +39,13 @@ mod imp {
 
     use super::SEAL_EVERY;
 
-    /// A put whose seq is a multiple of this looks for sealed garbage that
-    /// became freeable (a feed that only creates keys retires no records,
-    /// so nothing else would free the tables its migrations left behind).
-    pub(crate) const COLLECT_EVERY: u64 = 1024;
+    /// A put whose seq is a multiple of this, while sealed garbage waits,
+    /// tries to advance the epoch and frees what became freeable: a feed
+    /// that only creates keys retires no records, so nothing else would free
+    /// the tables its migrations left behind. Rare, because it is a seal
+    /// (a process-wide barrier), and garbage waits nearly always: the
+    /// writers' own seals are what normally advance the epoch.
+    const COLLECT_EVERY: u64 = 1 << 14;
 
     /// What waits for its grace period.
     enum Garbage {
