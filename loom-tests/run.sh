@@ -2,8 +2,8 @@
 # Runs kvfeed's loom models (loom-tests/tests/*.rs).
 #
 # The models are compiled only under `--cfg kvfeed_loom`, which swaps kvfeed's
-# sync facade (core/src/sync.rs) and its seize/papaya stand-ins
-# (core/src/reclaim.rs, core/src/index.rs) for loom's primitives. A plain
+# sync facade (core/src/sync.rs) for loom's primitives and the feed's
+# collector for its checked stand-in (core/src/engine/reclaim_loom.rs). A plain
 # `cargo test` compiles them away; this script is what runs them.
 #
 # Usage: loom-tests/run.sh [test-binary args...]

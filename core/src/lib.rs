@@ -55,7 +55,7 @@
 //! 5. **Resume** from any seq still in the ring ([`WatchOptions::from`]).
 //! 6. **Snapshot + live**, gapless ([`WatchOptions::snapshot`]).
 //! 7. **Bounded memory**: the ring's capacity is fixed; overwritten events
-//!    and deleted keys are reclaimed (epoch-style, through seize).
+//!    and deleted keys are reclaimed (epoch-based reclamation).
 //! 8. **Progress**: `get` and watcher reads never wait for anyone; writes
 //!    to different keys never wait for each other (a write may wait out
 //!    another write to the *same* key, a few stores).

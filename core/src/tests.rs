@@ -44,10 +44,11 @@ fn churn_of_unique_keys_runs_in_flat_memory() {
         }
     }
     // Values reachable from the ring (<= capacity), plus what waits for its
-    // grace period (at most three seal batches of this one writing thread);
-    // independent of the 200,000 keys written.
+    // grace period: two to three seal batches of this one writing thread,
+    // more while other tests' threads sit in guards when it seals (the
+    // epoch is process-wide); independent of the 200,000 keys written.
     assert!(
-        peak < 256 + 3 * crate::engine::SEAL_EVERY,
+        peak < 256 + 8 * crate::engine::SEAL_EVERY,
         "live values grew with the number of keys: peak {peak}"
     );
     drop(feed);
@@ -67,9 +68,9 @@ fn updates_of_one_key_keep_no_history_alive() {
         feed.put(1, Counted::new(&live)).unwrap();
         peak = peak.max(live.load(O::SeqCst));
     }
-    // The ring (64) and at most three seal batches (see above).
+    // The ring (64) and what waits for its grace period (see above).
     assert!(
-        peak < 64 + 3 * crate::engine::SEAL_EVERY,
+        peak < 64 + 8 * crate::engine::SEAL_EVERY,
         "an update chain kept history alive: peak {peak}"
     );
     drop(feed);

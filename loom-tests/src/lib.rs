@@ -29,7 +29,7 @@
 //! The helpers build without the cfg (so `cargo clippy` sees them), but loom's
 //! types only work inside a model. One test here is not a loom model:
 //! `tests/sanitize_smoke.rs` (compiled only *without* the cfg) is a small
-//! concurrent workload on the real seize and papaya for Miri and
+//! concurrent workload on the real reclamation and table for Miri and
 //! ThreadSanitizer (`scripts/sanitize.sh`).
 
 use std::collections::BTreeMap;

@@ -1,7 +1,7 @@
 //! Model 6: reclamation (`core/src/engine/node.rs`: a record is retired when
 //! its successor leaves the ring and its own slot has moved on; `ring.rs`
 //! `leave`; `table.rs` drops a tombstone in a migration; and the loom
-//! stand-in for seize in `core/src/engine/reclaim_loom.rs`).
+//! stand-in for the feed's collector in `core/src/engine/reclaim_loom.rs`).
 //!
 //! The stand-in drops a retired record once no guard is alive, and panics if
 //! a guard loads a record retired before the guard was entered (a record

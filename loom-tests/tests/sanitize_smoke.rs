@@ -1,14 +1,14 @@
 //! A small concurrent workload for Miri and ThreadSanitizer
-//! (`scripts/sanitize.sh`), on the real seize that the loom models replace
-//! with a stand-in: writers overwrite events while watchers read them in
-//! place, so events are retired and freed by seize while readers hold
-//! guards, and a churn of put/delete of new keys grows and compacts the
+//! (`scripts/sanitize.sh`), on the real epoch reclamation that the engine's
+//! loom models replace with a stand-in: writers overwrite events while
+//! watchers read them in place, so events are retired and freed while
+//! readers hold guards, and a churn of put/delete of new keys grows and compacts the
 //! table (migrations racing writers).
 //!
-//! The writer of key 0 does 2,100 writes, more than kvfeed's seize batch size
-//! (`RETIRE_BATCH` in `core/src/engine/reclaim.rs`, 512), so
-//! that batches are handed to seize and reclaimed while the feed lives, not
-//! only when it drops.
+//! The writer of key 0 does 6,500 writes, more than three of kvfeed's seal
+//! batches (`SEAL_EVERY` in `core/src/engine/reclaim.rs`, 2048), so that
+//! batches are sealed and freed while the feed lives, not only when it
+//! drops (a batch is freed two epoch advances after its seal).
 //! Without the sanitizers it is an ordinary (fast) test.
 #![cfg(not(kvfeed_loom))]
 
@@ -19,8 +19,8 @@ use std::time::Duration;
 
 use kvfeed::{Config, Feed, RecvError, WatchOptions};
 
-/// Writes by the writer of key 0: several seize batches.
-const WRITES: u64 = 2_100;
+/// Writes by the writer of key 0: several seal batches.
+const WRITES: u64 = 6_500;
 
 /// A value that counts drops of the originals it was put as (copies, which
 /// `delete` returns, carry no counter).

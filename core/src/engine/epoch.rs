@@ -267,8 +267,14 @@ fn light_fence() {
 
 /// The fence of a seal, paired with every light fence.
 fn heavy_fence() {
-    if !fences::membarrier() || !fences::barrier() {
+    if !fences::membarrier() {
         fence(Ordering::SeqCst);
+    } else if !fences::barrier() {
+        // Registered, so the call cannot fail (EINVAL and EPERM come only
+        // without registration). If it did, no fence here would pair with
+        // the guards' compiler fences, and freeing could race a reader:
+        // stop rather than free memory somebody may be reading.
+        std::process::abort();
     }
 }
 
@@ -317,7 +323,7 @@ mod fences {
         ok
     }
 
-    /// Runs the barrier; false if the call failed (the caller fences).
+    /// Runs the barrier; false if the call failed.
     pub(super) fn barrier() -> bool {
         sys_membarrier(CMD_PRIVATE_EXPEDITED) == 0
     }

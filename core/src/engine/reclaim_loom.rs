@@ -1,4 +1,5 @@
-//! Loom stand-in for seize: a checked, quiescence-based collector.
+//! Loom stand-in for the feed's collector (`reclaim.rs` on `epoch.rs`): a
+//! checked, quiescence-based collector.
 //!
 //! What it models: a retired record is dropped (`drop_in_place`) once no
 //! guard is alive, that is, after every guard that could still hold it has
@@ -7,7 +8,7 @@
 //! (`Release`) on `retired` and each guard entry a loom `fetch_add(0)`
 //! (`Acquire`), which reads the newest count (skipped when the thread
 //! already synchronized with every retirement so far): so a guard entered
-//! after a retirement happens-after it, as seize's fences ensure, and a
+//! after a retirement happens-after it, as the epoch protocol's fences ensure, and a
 //! load through that guard cannot legitimately return the retired pointer.
 //!
 //! What it checks (panicking, so loom reports the interleaving):
@@ -19,8 +20,8 @@
 //! A dropped record's memory is kept until the collector drops, so an
 //! address is never reused while the checks look it up.
 //!
-//! What it does not model: seize's own algorithm (its batches, fences and
-//! reservation lists), or a real free racing with a reader; that is left
+//! What it does not model: the epoch protocol (its seals, fences and
+//! participants; `loom-tests/tests/epoch.rs` models it), or a real free racing with a reader; that is left
 //! to Miri and the stress tests. The bookkeeping behind the checks uses
 //! std's mutex, which loom does not see (loom runs every thread on one OS
 //! thread, so it is never contended).
@@ -53,7 +54,7 @@ struct Books {
     synced: HashMap<loom::thread::ThreadId, u64>,
 }
 
-/// Loom stand-in for seize's collector.
+/// Loom stand-in for the feed's collector.
 pub(crate) struct Collector {
     /// Retirements so far; see the module doc for why it is loom's.
     retired: AtomicU64,
