@@ -6,23 +6,29 @@
 //! (changed only under the lock) counts wake-ups.
 //!
 //! A watcher about to park:
-//! 1. reads `gen` (`SeqCst`), then increments `parked` (`SeqCst`);
+//! 1. reads `gen` (`SeqCst`), then increments `parked` (`SeqCst`), then
+//!    runs a heavy fence (`engine/barrier.rs`: a `membarrier` system call,
+//!    microseconds, paid once per park);
 //! 2. re-checks its slot with a `SeqCst` load (and the closed flags): if
 //!    there is something to read it does not wait;
 //! 3. under the lock, waits on the condvar while `gen` is unchanged, then
 //!    starts over from 1 (a wake-up consumed its registration).
 //!
-//! A writer, after its `SeqCst` publishing CAS, loads `parked` (`SeqCst`). If
-//! it is zero it is done: that is the whole cost of parking support on the
-//! write path (a plain load on x86, where the CAS is already a full
-//! barrier). Otherwise it `swap`s `parked` to zero and, if it took a non-zero
-//! count, bumps `gen` and notifies under the lock. So a burst of writes wakes
-//! the parked watchers once, not once per write.
+//! A writer, after its publishing store (`Release`), runs a light fence (a
+//! compiler fence) and loads `parked` (`SeqCst`). If it is zero it is done:
+//! that is the whole cost of parking support on the write path, a plain
+//! load. Otherwise it `swap`s `parked` to zero and, if it took a non-zero
+//! count, bumps `gen` and notifies under the lock. So a burst of writes
+//! wakes the parked watchers once, not once per write. (The publishing store
+//! was `SeqCst` until issue 9's third pass: an `XCHG` on every put, a third
+//! of `publish`'s perf samples.)
 //!
-//! Why no wake-up is lost: all the operations named are `SeqCst`, so they
-//! are totally ordered. Take a watcher W and the writer P of the event it
-//! waits for. If P's load of `parked` precedes W's increment, then P's
-//! publish precedes W's re-check, which sees it. Otherwise P finds W's
+//! Why no wake-up is lost: the writer stores then loads with a light fence
+//! between, the watcher stores (increments) then loads with a heavy fence
+//! between, and a light and a heavy fence are ordered like two `SeqCst`
+//! fences: one of the two loads sees the other side's store. Take a watcher
+//! W and the writer P of the event it waits for. If P's load of `parked`
+//! misses W's increment, then W's re-check sees P's publish. Otherwise P finds W's
 //! registration in `parked`, unless another writer's swap took it first; in
 //! both cases some swap took W's registration after W read `gen`, and the
 //! `gen` bump that follows it (under the lock) either happens before W checks
@@ -35,6 +41,7 @@
 
 use std::time::{Duration, Instant};
 
+use crate::engine::barrier;
 use crate::sync::{self, AtomicUsize, Condvar, Mutex, Ordering};
 
 #[derive(Default)]
@@ -54,12 +61,16 @@ struct Wakers {
 }
 
 impl Notifier {
-    /// Called by a writer after publishing: wakes parked watchers, if any.
+    /// Called by a writer after its publishing store: wakes parked
+    /// watchers, if any.
     #[inline]
     pub(crate) fn published(&self) {
         if cfg!(kvfeed_mutant = "no_wake") {
             return;
         }
+        // Orders the publishing store before the load of `parked`, against
+        // the parking watcher's heavy fence.
+        barrier::light();
         if self.parked.load(Ordering::SeqCst) != 0 && self.parked.swap(0, Ordering::SeqCst) != 0 {
             self.wake();
         }
@@ -96,6 +107,9 @@ impl Notifier {
         loop {
             let gen = self.gen.load(Ordering::SeqCst);
             self.parked.fetch_add(1, Ordering::SeqCst);
+            // The mutant re-checks without ordering it after the increment.
+            #[cfg(not(kvfeed_mutant = "park_no_fence"))]
+            barrier::heavy();
             if ready() {
                 return true;
             }
@@ -133,5 +147,7 @@ impl Notifier {
         }
         drop(state);
         self.parked.fetch_add(1, Ordering::SeqCst);
+        // As in `park_until`: the caller's re-check comes after this.
+        barrier::heavy();
     }
 }

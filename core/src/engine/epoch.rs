@@ -52,10 +52,8 @@
 //! synchronizes with R's leave (A's `Acquire` scan, A's CAS, the freeing
 //! thread's `Acquire` load of `E`). An object may be freed by any thread.
 //!
-//! Fences: on Linux with `membarrier` (private expedited), the light fence
-//! is a compiler fence and the heavy fence the system call, which makes
-//! every running thread of the process execute a full barrier; elsewhere,
-//! under Miri and under loom, both are `fence(SeqCst)`.
+//! Fences: `barrier.rs` (on Linux a compiler fence and a `membarrier`
+//! system call; elsewhere, under Miri and under loom, `fence(SeqCst)` both).
 //!
 //! Progress: a guard held for long (a preempted reader) delays frees and
 //! never blocks a writer; a thread outside guards delays nothing, however
@@ -63,7 +61,8 @@
 
 use std::cell::Cell;
 
-use crate::sync::{fence, AtomicBool, AtomicPtr, AtomicU64, Ordering};
+use crate::engine::barrier::{heavy as heavy_fence, light as light_fence};
+use crate::sync::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
 
 /// Inside a guard (the state's low bit).
 const ACTIVE: u64 = 1;
@@ -248,97 +247,6 @@ impl Drop for Domain {
             let part = unsafe { Box::from_raw(p) };
             p = part.next.cast_mut();
         }
-    }
-}
-
-/// The store-then-load fence of a guard's entry.
-#[inline]
-fn light_fence() {
-    // The mutant enters without ordering its announcement before its loads.
-    #[cfg(kvfeed_mutant = "epoch_no_fence")]
-    return;
-    #[allow(unreachable_code)]
-    if fences::membarrier() {
-        std::sync::atomic::compiler_fence(Ordering::SeqCst);
-    } else {
-        fence(Ordering::SeqCst);
-    }
-}
-
-/// The fence of a seal, paired with every light fence.
-fn heavy_fence() {
-    if !fences::membarrier() {
-        fence(Ordering::SeqCst);
-    } else if !fences::barrier() {
-        // Registered, so the call cannot fail (EINVAL and EPERM come only
-        // without registration). If it did, no fence here would pair with
-        // the guards' compiler fences, and freeing could race a reader:
-        // stop rather than free memory somebody may be reading.
-        std::process::abort();
-    }
-}
-
-#[cfg(all(target_os = "linux", not(kvfeed_loom), not(miri)))]
-mod fences {
-    use std::sync::atomic::{AtomicU8, Ordering};
-
-    const UNKNOWN: u8 = 0;
-    const YES: u8 = 1;
-    const NO: u8 = 2;
-
-    /// Whether membarrier is registered for this process (decided once).
-    static STRATEGY: AtomicU8 = AtomicU8::new(UNKNOWN);
-
-    // From linux/membarrier.h.
-    const CMD_QUERY: libc::c_int = 0;
-    const CMD_PRIVATE_EXPEDITED: libc::c_int = 1 << 3;
-    const CMD_REGISTER_PRIVATE_EXPEDITED: libc::c_int = 1 << 4;
-
-    fn sys_membarrier(cmd: libc::c_int) -> libc::c_long {
-        // SAFETY: membarrier takes two ints and touches no memory of ours.
-        unsafe { libc::syscall(libc::SYS_membarrier, cmd, 0 as libc::c_int) }
-    }
-
-    /// Whether guards may use a compiler fence (the heavy fence is the
-    /// system call). Decided on first use: the registration happens before
-    /// any thread sees `YES`, so no light fence relies on an unregistered
-    /// barrier.
-    #[inline]
-    pub(super) fn membarrier() -> bool {
-        match STRATEGY.load(Ordering::Acquire) {
-            YES => true,
-            NO => false,
-            _ => decide(),
-        }
-    }
-
-    #[cold]
-    fn decide() -> bool {
-        let q = sys_membarrier(CMD_QUERY);
-        let ok = q >= 0
-            && q & libc::c_long::from(CMD_PRIVATE_EXPEDITED) != 0
-            && q & libc::c_long::from(CMD_REGISTER_PRIVATE_EXPEDITED) != 0
-            && sys_membarrier(CMD_REGISTER_PRIVATE_EXPEDITED) == 0;
-        STRATEGY.store(if ok { YES } else { NO }, Ordering::Release);
-        ok
-    }
-
-    /// Runs the barrier; false if the call failed.
-    pub(super) fn barrier() -> bool {
-        sys_membarrier(CMD_PRIVATE_EXPEDITED) == 0
-    }
-}
-
-#[cfg(not(all(target_os = "linux", not(kvfeed_loom), not(miri))))]
-mod fences {
-    /// No asymmetric barrier: both sides fence.
-    #[inline]
-    pub(super) fn membarrier() -> bool {
-        false
-    }
-
-    pub(super) fn barrier() -> bool {
-        false
     }
 }
 

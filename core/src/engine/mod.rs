@@ -11,12 +11,14 @@
 //!    lap, and where a record leaves the ring;
 //! 5. `node.rs`: event records, and who frees them;
 //! 6. `scan.rs`: reading every live key while writers run (snapshots);
-//! 7. `epoch.rs`: epoch-based reclamation (guards, seals, frees);
+//! 7. `epoch.rs`: epoch-based reclamation (guards, seals, frees), on the
+//!    asymmetric fences of `barrier.rs`;
 //!    `reclaim.rs` (`reclaim_loom.rs` under loom): a feed's side of it;
 //! 8. `pool.rs`: a per-thread cache of node memory;
 //! 9. `tag.rs`, `backoff.rs`: small primitives.
 
 mod backoff;
+pub(crate) mod barrier;
 pub(crate) mod epoch;
 mod hint;
 mod node;
