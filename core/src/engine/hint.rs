@@ -15,7 +15,6 @@ pub(crate) fn prefetch_read<T>(p: *const T) {
 /// and the stores that follow still upgrade it. Kept as the write hint so a
 /// build with `-C target-feature=+prfchw` gets the owned fetch.
 #[inline(always)]
-#[cfg_attr(kvfeed_loom, allow(dead_code))] // only the node cache uses it, and loom has none
 pub(crate) fn prefetch_write<T>(p: *const T) {
     prefetch::<T, { HINT_WRITE }>(p);
 }

@@ -21,6 +21,7 @@ mod backoff;
 pub(crate) mod barrier;
 pub(crate) mod epoch;
 mod hint;
+mod huge;
 mod node;
 mod pending;
 #[cfg(not(kvfeed_loom))]

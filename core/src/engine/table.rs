@@ -73,6 +73,7 @@ use std::hash::{BuildHasher, Hash};
 use std::mem::MaybeUninit;
 
 use crate::engine::backoff::Backoff;
+use crate::engine::hint::prefetch_write;
 use crate::engine::node::Node;
 use crate::engine::reclaim::Guard;
 use crate::engine::ring::Ring;
@@ -329,6 +330,15 @@ impl<K, V> Map<K, V> {
         // SAFETY: the root is never null, and a table is retired only after
         // it stopped being the root.
         unsafe { &*root }
+    }
+
+    /// Starts fetching the line where `tag`'s probe begins in the root
+    /// table, so the miss on it overlaps the work a write does before it
+    /// probes (allocating its record). Only a hint.
+    #[inline]
+    pub(crate) fn prefetch(&self, tag: u64, guard: &Guard<'_>) {
+        let table = self.root(guard);
+        prefetch_write(&table.slots[table.start(tag)]);
     }
 
     /// A key became live (+1) or was deleted (-1).
@@ -649,6 +659,7 @@ fn alloc_slots<K, V>(slots: usize) -> Box<[Slot<K, V>]> {
     if ptr.is_null() {
         std::alloc::handle_alloc_error(layout);
     }
+    crate::engine::huge::advise(ptr, layout.size());
     let slice = std::ptr::slice_from_raw_parts_mut(ptr.cast::<Slot<K, V>>(), slots);
     // SAFETY: allocated with the layout of `[Slot; slots]`, which the box
     // frees with; all zeroes is an empty slot (ctrl EMPTY, null, 0, and an

@@ -116,6 +116,9 @@ impl<K: Hash + Eq + Clone + 'static, V: 'static> Engine<K, V> {
         check_limit("value", &self.settings.value_limit, &value)?;
         let tag = self.map.tag(&key);
         let guard = self.collector.enter();
+        // The key's slot is a cache miss on a large table: start it now, so
+        // it overlaps the allocation below.
+        self.map.prefetch(tag, &guard);
         // The one allocation of a put: key and value move into the record.
         let mut node = Owned(node::alloc(Node::put(key, value)));
         let mut backoff = Backoff::new();
