@@ -10,7 +10,7 @@
 /// Asks the kernel to back the 2 MiB-aligned part of `[ptr, ptr + len)`
 /// with huge pages. Only a hint: it changes no contents, and failure is
 /// ignored.
-#[cfg(all(target_os = "linux", not(kvfeed_loom), not(miri)))]
+#[cfg(all(target_os = "linux", not(miri)))]
 pub(crate) fn advise(ptr: *mut u8, len: usize) {
     const HUGE: usize = 2 << 20;
     let start = (ptr as usize).next_multiple_of(HUGE);
@@ -26,5 +26,5 @@ pub(crate) fn advise(ptr: *mut u8, len: usize) {
 }
 
 /// No huge pages to ask for.
-#[cfg(not(all(target_os = "linux", not(kvfeed_loom), not(miri))))]
+#[cfg(not(all(target_os = "linux", not(miri))))]
 pub(crate) fn advise(_ptr: *mut u8, _len: usize) {}

@@ -21,6 +21,7 @@ mod backoff;
 pub(crate) mod barrier;
 pub(crate) mod epoch;
 mod hint;
+#[cfg(not(kvfeed_loom))]
 mod huge;
 mod node;
 mod pending;
