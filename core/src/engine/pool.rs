@@ -21,7 +21,7 @@ use std::ptr::NonNull;
 use crate::engine::hint::prefetch_write;
 
 /// How many allocations ahead a block is prefetched.
-const ALLOC_AHEAD: usize = 4;
+const ALLOC_AHEAD: usize = 12;
 
 /// Blocks kept per layout per thread: twice the reclamation's seal batch
 /// (`SEAL_EVERY`, 2048), because a thread frees a whole batch at once and
