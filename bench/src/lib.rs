@@ -11,7 +11,7 @@
 //! | [`keys`] | uniform and Zipf key sequences (deterministic, no `rand`) |
 //! | [`settings`] | full vs quick mode, sizes, criterion config, output paths |
 //! | [`threaded`] | the thread-based workloads W3 (latency) and W7 (oversubscribed) |
-//! | [`reclaim`] | the reclamation choice: one minimal ring on seize and on crossbeam-epoch |
+//! | [`reclaim`] | the first engine's reclamation choice: one minimal ring on seize and on crossbeam-epoch |
 //! | [`json`] | a tiny JSON writer for the results criterion cannot hold |
 //!
 //! Every implementation uses the same key and value types (`u64`, `u64`), the

@@ -1,4 +1,5 @@
-//! The reclamation choice: the same minimal ring (a fixed array of
+//! The first engine's reclamation choice (seize; the engine now runs its own
+//! epoch reclamation, `core/src/engine/epoch.rs`): the same minimal ring (a fixed array of
 //! `AtomicPtr` slots holding boxed events; a write swaps in a new box and
 //! retires the old one) on seize and on crossbeam-epoch.
 //!
