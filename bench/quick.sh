@@ -7,6 +7,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export KVFEED_BENCH_QUICK=1
+# Quick results go apart from a full run's (bench/issue9.sh), which a
+# report must never mix with them: criterion's to <target>/quick/criterion,
+# the suite's own JSON to <target>/quick/criterion-extra (settings.rs).
+target=${CARGO_TARGET_DIR:-target}
+case "$target" in /*) ;; *) target="$PWD/$target" ;; esac
+export CRITERION_HOME="$target/quick/criterion"
 start=$(date +%s)
 cargo bench -p kvfeed-bench -- "$@"
 # The measurement examples, tiny sizes (bench/issue9.sh runs them in full;
@@ -16,5 +22,5 @@ cargo run --release -q -p kvfeed-bench --example memory -- flat 200000 10000
 cargo run --release -q -p kvfeed-bench --example instr -- put kvfeed 2
 cargo run --release -q -p kvfeed-bench --example instr -- drain kvfeed 2
 cargo run --release -q -p kvfeed-bench --example instr -- drain "kvfeed(try_next-per-event)" 2
-python3 bench/report.py
+python3 bench/report.py --target-dir "$target/quick"
 echo "bench quick mode: done in $(( $(date +%s) - start )) s"

@@ -133,9 +133,16 @@ pub fn target_dir() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("target"))
 }
 
-/// Where W3/W7 write their JSON: `<target>/criterion-extra/`.
+/// Where W3/W7 and the examples write their JSON: `<target>/criterion-extra/`,
+/// or `<target>/quick/criterion-extra/` in quick mode, so a quick run (the
+/// test command runs one) never mixes into a full run's report. `bench/quick.sh`
+/// sends criterion's own results to `<target>/quick/criterion` likewise.
 pub fn extra_dir() -> PathBuf {
-    target_dir().join("criterion-extra")
+    if quick() {
+        target_dir().join("quick").join("criterion-extra")
+    } else {
+        target_dir().join("criterion-extra")
+    }
 }
 
 /// The positional filter given after `--` (as criterion takes it), if any:
