@@ -84,9 +84,7 @@ mod imp {
                 if id == self.id {
                     return list.cast::<List<K, V>>();
                 }
-                let list: *const List<K, V> = self
-                    .lists
-                    .get_or(|| List(UnsafeCell::new(Vec::with_capacity(CHECK_EVERY))));
+                let list: *const List<K, V> = self.look_up();
                 last.set((self.id, list.cast()));
                 list
             });
@@ -96,10 +94,14 @@ mod imp {
                 // `&self` keeps alive; a `ThreadLocal` entry never moves.
                 Ok(list) => unsafe { &*list },
                 // Thread-locals are being destroyed: the slow look-up.
-                Err(_) => self
-                    .lists
-                    .get_or(|| List(UnsafeCell::new(Vec::with_capacity(CHECK_EVERY)))),
+                Err(_) => self.look_up(),
             }
+        }
+
+        /// This thread's list, from the `ThreadLocal` (created on first use).
+        fn look_up(&self) -> &List<K, V> {
+            self.lists
+                .get_or(|| List(UnsafeCell::new(Vec::with_capacity(CHECK_EVERY))))
         }
 
         /// Adds a record to this thread's list; once the list holds

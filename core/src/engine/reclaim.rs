@@ -198,14 +198,16 @@ mod imp {
             ptr.load(order)
         }
 
-        /// Frees `ptr` (a `Box<T>`) once no guard can still see it.
+        /// Frees `ptr` (a `Box<T>`: a table) once no guard can still see
+        /// it. Sealed at once, so a feed that only creates keys frees the
+        /// tables it outgrew (`tests/memory.rs`).
         ///
         /// # Safety
         /// `ptr` came from `Box::into_raw`, is no longer reachable by any
         /// thread that enters a guard from now on, and is retired only once.
-        pub(crate) unsafe fn retire_box<T>(&self, ptr: *mut T) {
+        pub(crate) unsafe fn retire_large<T>(&self, ptr: *mut T) {
             unsafe fn drop_box<T>(ptr: *mut ()) {
-                // SAFETY: `retire_box`'s caller: a `Box<T>`, freed once.
+                // SAFETY: `retire_large`'s caller: a `Box<T>`, freed once.
                 drop(unsafe { Box::from_raw(ptr.cast::<T>()) });
             }
             self.collector.collect(Some(Garbage::Boxed {
@@ -214,22 +216,11 @@ mod imp {
             }));
         }
 
-        /// [`retire_box`](Self::retire_box) for a table: sealed at once,
-        /// like every box, so a feed that only creates keys frees the
-        /// tables it outgrew (`tests/memory.rs`).
-        ///
-        /// # Safety
-        /// As [`retire_box`](Self::retire_box).
-        pub(crate) unsafe fn retire_large<T>(&self, ptr: *mut T) {
-            // SAFETY: the caller's guarantee.
-            unsafe { self.retire_box(ptr) };
-        }
-
         /// Frees a node (back to a thread's cache, `pool.rs`) once no guard
         /// can still see it.
         ///
         /// # Safety
-        /// As [`retire_box`](Self::retire_box), for a node from `node::alloc`
+        /// As [`retire_large`](Self::retire_large), for a node from `node::alloc`
         /// of the feed that owns this guard's collector.
         #[inline]
         pub(crate) unsafe fn retire_node<K, V>(&self, ptr: *mut Node<K, V>) {
@@ -244,7 +235,7 @@ mod imp {
             let cell = self.collector.local.get_or(|| {
                 UnsafeCell::new(Local {
                     nodes: Vec::with_capacity(SEAL_EVERY),
-                    free_all: free_all::<K, V>,
+                    free_all: crate::engine::node::free_all::<K, V>,
                 })
             });
             Retirer {
@@ -283,18 +274,8 @@ mod imp {
             };
             self.collector.collect(Some(Garbage::Records {
                 nodes: full,
-                free_all: free_all::<K, V>,
+                free_all: crate::engine::node::free_all::<K, V>,
             }));
         }
-    }
-
-    /// Frees retired records of one feed.
-    ///
-    /// # Safety
-    /// Every pointer is a retired `Node<K, V>` past its grace period (or the
-    /// feed is being dropped), freed once.
-    unsafe fn free_all<K, V>(nodes: &[*mut ()]) {
-        // SAFETY: the caller's guarantee.
-        unsafe { crate::engine::node::free_all::<K, V>(nodes) }
     }
 }
