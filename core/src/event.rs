@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use crate::engine::{Guard, Node, NodeKind};
+use crate::engine::{from_bits, Guard, Node, NodeKind, WordEvent};
 
 /// The kind of a change.
 ///
@@ -369,6 +369,8 @@ enum RefInner<'w, K, V> {
     Guarded(&'w Node<K, V>, *const Node<K, V>),
     /// A snapshot item owned by the watcher.
     Owned(&'w Change<K, V>),
+    /// A word feed's event, copied out of the ring (`engine/word/`).
+    Inline(Change<K, V>),
 }
 
 impl<'w, K, V> ChangeRef<'w, K, V> {
@@ -401,6 +403,29 @@ impl<'w, K, V> ChangeRef<'w, K, V> {
         }
     }
 
+    /// A word feed's event.
+    ///
+    /// # Safety
+    /// `ev` was read from a word feed's ring: its key and value bits come
+    /// from `to_bits` of `K` and `V`, types the word engine accepts.
+    pub(crate) unsafe fn word(ev: &WordEvent) -> Self {
+        let kind = Kind::of(ev.kind);
+        // SAFETY: the caller's guarantee; which fields mean something
+        // follows from the kind.
+        let change = unsafe {
+            Change {
+                seq: ev.seq,
+                kind,
+                key: from_bits::<K>(ev.key),
+                value: (kind != Kind::Delete).then(|| from_bits::<V>(ev.value)),
+                old: (kind != Kind::Create).then(|| from_bits::<V>(ev.old)),
+            }
+        };
+        ChangeRef {
+            inner: RefInner::Inline(change),
+        }
+    }
+
     pub(crate) fn owned(change: &'w Change<K, V>) -> Self {
         ChangeRef {
             inner: RefInner::Owned(change),
@@ -418,6 +443,7 @@ impl<'w, K, V> ChangeRef<'w, K, V> {
             RefInner::Live { node, prev, .. } => Ok((unsafe { &**node }, *prev)),
             RefInner::Guarded(node, prev) => Ok((node, *prev)),
             RefInner::Owned(c) => Err(c),
+            RefInner::Inline(c) => Err(c),
         }
     }
 

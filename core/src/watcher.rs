@@ -17,7 +17,7 @@ use std::fmt;
 use std::hash::Hash;
 use std::time::{Duration, Instant};
 
-use crate::engine::{Engine, Guard, Node, Read};
+use crate::engine::{from_bits, Engine, Guard, Node, Read, WordEvent};
 use crate::error::{Lagged, RecvError};
 use crate::event::{Change, ChangeRef, Event, EventRef, Kind};
 use crate::notify::Notifier;
@@ -191,6 +191,8 @@ impl Deadline {
 enum Step<K, V> {
     /// A record and its predecessor, read from the ring.
     Live(*const Node<K, V>, *const Node<K, V>),
+    /// A word feed's event, copied out of the ring.
+    Word(WordEvent),
     SnapshotItem,
     SnapshotDone {
         at: u64,
@@ -480,11 +482,18 @@ where
         let mut n = 0;
         while n < max {
             if runs {
-                let ran = shared.read_run(reader.cursor, max - n, &guard, |node, prev| {
-                    // SAFETY: read from the ring under `guard`, which lives
-                    // until the end of this function, past `f`'s borrow.
-                    f(EventRef::Change(unsafe { ChangeRef::guarded(node, prev) }))
-                });
+                let ran = if shared.is_words() {
+                    shared.read_word_run(reader.cursor, max - n, |ev| {
+                        // SAFETY: read from a word feed's ring.
+                        f(EventRef::Change(unsafe { ChangeRef::word(ev) }))
+                    })
+                } else {
+                    shared.read_run(reader.cursor, max - n, &guard, |node, prev| {
+                        // SAFETY: read from the ring under `guard`, which lives
+                        // until the end of this function, past `f`'s borrow.
+                        f(EventRef::Change(unsafe { ChangeRef::guarded(node, prev) }))
+                    })
+                };
                 reader.cursor += ran as u64;
                 n += ran;
                 if n == max {
@@ -516,6 +525,8 @@ where
                 Step::Live(node, prev) => f(EventRef::Change(unsafe {
                     ChangeRef::guarded(&*node, prev)
                 })),
+                // SAFETY: read from a word feed's ring.
+                Step::Word(ev) => f(EventRef::Change(unsafe { ChangeRef::word(&ev) })),
                 Step::SnapshotItem => {
                     let item = reader.lent.take().expect("just lent");
                     f(EventRef::Change(ChangeRef::owned(&item)));
@@ -543,6 +554,8 @@ where
                 // keeps protecting them.
                 EventRef::Change(unsafe { ChangeRef::live(node, prev, guard) })
             }
+            // SAFETY: read from a word feed's ring; nothing to protect.
+            Step::Word(ev) => EventRef::Change(unsafe { ChangeRef::word(&ev) }),
             Step::SnapshotItem => {
                 EventRef::Change(ChangeRef::owned(self.lent.as_ref().expect("just lent")))
             }
@@ -641,6 +654,18 @@ where
                     }
                     return Ok(Some(Step::Live(node, prev)));
                 }
+                Some(Step::Word(ev)) => {
+                    // SAFETY: a word feed's key bits come from `to_bits::<K>`.
+                    let key = unsafe { from_bits::<K>(ev.key) };
+                    let seen = self
+                        .snapshot
+                        .as_deref()
+                        .is_some_and(|s| s.already_seen(&key, ev.seq));
+                    if seen {
+                        continue;
+                    }
+                    return Ok(Some(Step::Word(ev)));
+                }
                 other => return Ok(other),
             }
         }
@@ -660,6 +685,19 @@ where
                     self.cursor += 1;
                     if self.filter.matches(&node.key, Kind::of(node.kind())) {
                         return Ok(Some(Step::Live(node, prev)));
+                    }
+                    budget -= 1;
+                    if budget == 0 {
+                        self.exhausted = true;
+                        return Ok(None);
+                    }
+                }
+                Read::Word(ev) => {
+                    self.cursor += 1;
+                    // SAFETY: a word feed's key bits come from `to_bits::<K>`.
+                    let key = unsafe { from_bits::<K>(ev.key) };
+                    if self.filter.matches(&key, Kind::of(ev.kind)) {
+                        return Ok(Some(Step::Word(ev)));
                     }
                     budget -= 1;
                     if budget == 0 {

@@ -16,6 +16,12 @@
 //!    `reclaim.rs` (`reclaim_loom.rs` under loom): a feed's side of it;
 //! 8. `pool.rs`: a per-thread cache of node memory;
 //! 9. `tag.rs`, `backoff.rs`: small primitives.
+//!
+//! Feeds whose keys and values are words (`u64 -> u64` and the other
+//! primitive integer types) use the word engine instead (`word/`): the
+//! same protocols over slots that hold the key, the value and the event
+//! inline, with no record per key. Which one a feed uses is decided when
+//! it is made; every method below dispatches on it.
 
 mod backoff;
 pub(crate) mod barrier;
@@ -35,6 +41,7 @@ mod scan;
 mod sequencer;
 mod table;
 mod tag;
+mod word;
 mod write;
 
 pub(crate) use node::{Node, NodeKind};
@@ -42,6 +49,7 @@ pub(crate) use reclaim::Guard;
 #[cfg(test)]
 pub(crate) use reclaim::SEAL_EVERY;
 pub(crate) use ring::Read;
+pub(crate) use word::{from_bits, WordEvent};
 pub(crate) use write::Expect;
 
 use crate::config::{Config, ConfigError};
@@ -62,6 +70,10 @@ pub(crate) struct Engine<K, V> {
     /// watchers blocked on a feed nobody can write to any more wake up.
     handles: AtomicUsize,
     settings: Config<K, V>,
+    /// The word engine's table and ring, for a feed of word types; `map`
+    /// and `ring` are then empty and never used (a 16-slot table and a
+    /// 2-slot ring).
+    words: Option<word::Words<K>>,
     /// Dropped last: frees what was retired.
     collector: Collector,
     /// Values live behind raw pointers; this tells the compiler the feed
@@ -76,25 +88,51 @@ unsafe impl<K: Send + Sync, V: Send + Sync> Send for Engine<K, V> {}
 // SAFETY: as above.
 unsafe impl<K: Send + Sync, V: Send + Sync> Sync for Engine<K, V> {}
 
-impl<K, V> Engine<K, V> {
+impl<K: 'static, V: 'static> Engine<K, V> {
     /// A feed's engine; fails on a capacity that is invalid or that the
     /// machine cannot allocate.
     pub(crate) fn new(settings: Config<K, V>) -> Result<Self, ConfigError> {
         let settings = settings.validate()?;
-        let ring = Ring::new(settings.capacity).map_err(|e| ConfigError::OutOfMemory {
-            capacity: settings.capacity,
+        let capacity = settings.capacity;
+        let too_large = |e: ring::RingAllocError| ConfigError::OutOfMemory {
+            capacity,
             bytes: e.bytes,
-        })?;
+        };
+        let (ring, words) = if word::is_word::<K>() && word::is_word::<V>() {
+            let words = word::Words::new(capacity).map_err(too_large)?;
+            (Ring::new(2).map_err(too_large)?, Some(words))
+        } else {
+            (Ring::new(capacity).map_err(too_large)?, None)
+        };
         Ok(Engine {
             seq: Sequencer::new(),
             map: Map::new(),
             ring,
+            words,
             notifier: Arc::new(Notifier::default()),
             handles: AtomicUsize::new(1),
             settings,
             collector: Collector::new(),
             _owns: std::marker::PhantomData,
         })
+    }
+}
+
+impl<K, V> Engine<K, V> {
+    /// Whether this is a word feed (`word/`).
+    #[inline]
+    pub(crate) fn is_words(&self) -> bool {
+        self.words.is_some()
+    }
+
+    /// What a word write needs besides the word table and ring.
+    #[inline]
+    fn word_parts(&self) -> word::Parts<'_> {
+        word::Parts {
+            seq: &self.seq,
+            notifier: &self.notifier,
+            collector: &self.collector,
+        }
     }
 
     /// Enters the reclamation domain: records read under the guard stay
@@ -118,13 +156,19 @@ impl<K, V> Engine<K, V> {
     }
 
     pub(crate) fn capacity(&self) -> u64 {
-        self.ring.capacity()
+        match &self.words {
+            Some(w) => w.ring.capacity(),
+            None => self.ring.capacity(),
+        }
     }
 
     /// Whether `cursor`'s seq is certainly not published yet; needs no guard.
     #[inline]
     pub(crate) fn not_yet(&self, cursor: u64) -> bool {
-        self.ring.not_yet(cursor)
+        match &self.words {
+            Some(w) => w.ring.not_yet(cursor),
+            None => self.ring.not_yet(cursor),
+        }
     }
 
     /// What the ring holds for `cursor`.
@@ -135,7 +179,14 @@ impl<K, V> Engine<K, V> {
         guard: &'g Guard<'_>,
         order: Ordering,
     ) -> Read<'g, K, V> {
-        self.ring.read(cursor, guard, order)
+        match &self.words {
+            Some(w) => match w.ring.read(cursor, order) {
+                word::WordRead::NotYet => Read::NotYet,
+                word::WordRead::Mine(ev) => Read::Word(ev),
+                word::WordRead::Lapped => Read::Lapped,
+            },
+            None => self.ring.read(cursor, guard, order),
+        }
     }
 
     /// The run of plainly published records from `cursor` on (`ring.rs`).
@@ -150,12 +201,27 @@ impl<K, V> Engine<K, V> {
         self.ring.read_run(cursor, max, guard, f)
     }
 
+    /// A word feed's run of published events from `cursor` on
+    /// (`word/ring.rs`); 0 for a record feed.
+    #[inline]
+    pub(crate) fn read_word_run(
+        &self,
+        cursor: u64,
+        max: usize,
+        f: impl FnMut(&WordEvent),
+    ) -> usize {
+        match &self.words {
+            Some(w) => w.ring.read_run(cursor, max, f),
+            None => 0,
+        }
+    }
+
     /// Where a reader lapped at `cursor` continues: the oldest seq still
     /// retained. Every seq below `head + 1 - capacity` may be overwritten;
     /// every seq from it on is not (its overwriter is not claimed yet).
     pub(crate) fn resume_at(&self, cursor: u64) -> u64 {
         (self.head() + 1)
-            .saturating_sub(self.ring.capacity())
+            .saturating_sub(self.capacity())
             .max(cursor + 1)
     }
 

@@ -101,6 +101,8 @@ pub(crate) enum Read<'g, K, V> {
     Mine(&'g Node<K, V>, *mut Node<K, V>),
     /// The cursor's seq was overwritten.
     Lapped,
+    /// A word feed's event (`word/ring.rs`), copied out of its slot.
+    Word(crate::engine::word::WordEvent),
 }
 
 #[repr(C, align(32))]

@@ -17,12 +17,22 @@ use std::hash::Hash;
 use crate::engine::backoff::Backoff;
 use crate::engine::reclaim::Guard;
 use crate::engine::tag::{self, DELETED, PENDING};
+use crate::engine::word::from_bits;
 use crate::engine::Engine;
 use crate::sync::Ordering;
 
-impl<K: Hash + Eq, V> Engine<K, V> {
+impl<K: Hash + Eq + 'static, V> Engine<K, V> {
     /// Calls `f(key, value, version)` for every live key.
     pub(crate) fn for_each_live(&self, guard: &Guard<'_>, mut f: impl FnMut(&K, &V, u64)) {
+        if let Some(words) = &self.words {
+            words.for_each_live(guard, |key, value, version| {
+                // SAFETY: a word feed's bits come from `to_bits` of its key
+                // and value types.
+                let (key, value) = unsafe { (from_bits::<K>(key), from_bits::<V>(value)) };
+                f(&key, &value, version);
+            });
+            return;
+        }
         self.map.for_each(guard, |key, slot| {
             let mut backoff = Backoff::new();
             let cur = loop {

@@ -47,6 +47,7 @@ use crate::engine::node::{self, Node, NodeKind};
 use crate::engine::reclaim::Guard;
 use crate::engine::table::Slot;
 use crate::engine::tag::{self, DELETED, FROZEN, PENDING};
+use crate::engine::word::from_bits;
 use crate::engine::Engine;
 use crate::equivalent::Equivalent;
 use crate::error::{CasError, WriteError};
@@ -114,6 +115,12 @@ impl<K: Hash + Eq + Clone + 'static, V: 'static> Engine<K, V> {
         self.check_open()?;
         check_limit("key", &self.settings.key_limit, &key)?;
         check_limit("value", &self.settings.value_limit, &value)?;
+        if let Some(words) = &self.words {
+            let guard = self.collector.enter();
+            let parts = self.word_parts();
+            let same = self.settings.same_value;
+            return words.put(&parts, &key, &value, expect, same, &guard);
+        }
         let tag = self.map.tag(&key);
         let guard = self.collector.enter();
         // The key's slot is a cache miss on a large table: start it now, so
@@ -187,6 +194,12 @@ impl<K: Hash + Eq + Clone + 'static, V: 'static> Engine<K, V> {
         V: Clone,
     {
         self.check_open()?;
+        if let Some(words) = &self.words {
+            let guard = self.collector.enter();
+            let deleted = words.delete(&self.word_parts(), key, &guard)?;
+            // SAFETY: a word feed's value bits come from `to_bits::<V>`.
+            return Ok(deleted.map(|(seq, old)| (seq, unsafe { from_bits::<V>(old) })));
+        }
         let tag = self.map.tag(key);
         let guard = self.collector.enter();
         let mut node = Owned(std::ptr::null_mut());
@@ -273,6 +286,13 @@ impl<K: Hash + Eq + Clone + 'static, V: 'static> Engine<K, V> {
     where
         Q: ?Sized + Hash + Equivalent<K>,
     {
+        if let Some(words) = &self.words {
+            let guard = self.collector.enter();
+            let (bits, version) = words.get(key, &guard)?;
+            // SAFETY: a word feed's value bits come from `to_bits::<V>`.
+            let value = unsafe { from_bits::<V>(bits) };
+            return Some(f(&value, version));
+        }
         let tag = self.map.tag(key);
         let guard = self.collector.enter();
         let slot = self.map.find(key, tag, &guard)?;
