@@ -46,7 +46,8 @@ PEERS = [
 ]
 PEER_IDS = [p for p, _ in PEERS]
 # kvfeed read another way (W1/W4): shown next to kvfeed, never a "best peer".
-VARIANTS = [("kvfeed(try_next-per-event)", "kvfeed, try_next/event")]
+VARIANTS = [("kvfeed(try_next-per-event)", "kvfeed, try_next/event"),
+            ("kvfeed(record-engine)", "kvfeed, record engine")]
 NAMES = dict(PEERS + VARIANTS)
 START, END = "<!-- bench:start -->", "<!-- bench:end -->"
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

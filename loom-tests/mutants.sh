@@ -24,6 +24,10 @@ park_no_fence       park_wake_next_timeout    a parking watcher re-checks its sl
 no_prev_recheck     old_of_an_overtaken_read  a reader takes the slot predecessor without re-reading the stamp
 epoch_skip          freed_only_after_every_guard_that_reached_it a seal advances the epoch by two
 epoch_no_fence      freed_only_after_every_guard_that_reached_it a guard announces itself without a fence before its loads
+word_no_intent      get_during_rewrites_of_one_key a word write stores the value while the word of its key still names the old version
+intent_no_recheck   get_during_rewrites_of_one_key a reader takes an intent record without its seqlock checks
+word_no_freeze      word_migration_racing_writes a word table migration copies a slot without freezing it
+word_no_recheck     word_watcher_lapped_while_reading a word watcher takes the fields of a slot without re-reading the stamp
 '
 
 export CARGO_TARGET_DIR="${LOOM_TARGET_DIR:-${CARGO_TARGET_DIR:-$PWD/target}/loom}-mutant"

@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use criterion::measurement::WallTime;
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion, Throughput};
 use kvfeed_bench::keys::{self, Dist};
-use kvfeed_bench::kvfeed_impl::KvFeedPerEvent;
+use kvfeed_bench::kvfeed_impl::{KvFeedPerEvent, KvFeedRecords};
 use kvfeed_bench::peers::mutex_ring::MutexRingPerEvent;
 use kvfeed_bench::settings::{self, Sizes};
 use kvfeed_bench::{for_each_impl, FeedUnderTest, ForEachImpl};
@@ -183,12 +183,15 @@ fn w2(c: &mut Criterion) {
     for &n in sz.w2_watchers {
         let mut group = c.benchmark_group(format!("w2/N={n}"));
         group.throughput(Throughput::Elements(1));
-        for_each_impl(&mut W2 {
+        let mut w2 = W2 {
             group: &mut group,
             keys: &keys,
             watchers: n,
             sz,
-        });
+        };
+        for_each_impl(&mut w2);
+        // Beside kvfeed, not a peer: the engine strings and user types get.
+        w2.run::<KvFeedRecords>();
         group.finish();
     }
 }

@@ -36,6 +36,7 @@ use std::process::Command;
 
 use kvfeed_bench::json::Json;
 use kvfeed_bench::keys::{self, Dist};
+use kvfeed_bench::kvfeed_impl::KvFeedRecords;
 use kvfeed_bench::settings::Sizes;
 use kvfeed_bench::threaded::{mem_total_bytes, write_extra};
 use kvfeed_bench::{for_each_impl, FeedUnderTest, ForEachImpl, Recv};
@@ -117,6 +118,7 @@ fn child_keys(name: &str, n: u64) {
         done: false,
     };
     for_each_impl(&mut c);
+    c.run::<KvFeedRecords>();
     assert!(c.done, "no implementation named {name:?}");
 }
 
@@ -134,7 +136,10 @@ fn keys_mode(n: u64) {
     let mut names = Names(Vec::new());
     for_each_impl(&mut names);
     let mut order = names.0.clone();
-    order.insert(1, STD_HASHMAP);
+    // kvfeed's record engine (strings and user types use it) beside the
+    // word engine that `u64 -> u64` gets.
+    order.insert(1, KvFeedRecords::NAME);
+    order.insert(2, STD_HASHMAP);
     println!("RSS per live u64 -> u64 key, {n} keys, each implementation in a fresh process");
     println!(
         "{:<28} {:>14} {:>14} {:>10} {:>22}",

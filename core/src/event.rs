@@ -370,7 +370,18 @@ enum RefInner<'w, K, V> {
     /// A snapshot item owned by the watcher.
     Owned(&'w Change<K, V>),
     /// A word feed's event, copied out of the ring (`engine/word/`).
-    Inline(Change<K, V>),
+    Word(WordChange<K, V>),
+}
+
+/// A word feed's event as a `ChangeRef` holds it: typed, and smaller than a
+/// `Change` (no `Option`s; `kind` says which of `value` and `old` mean
+/// something; the others hold a valid value of no meaning).
+struct WordChange<K, V> {
+    seq: u64,
+    kind: Kind,
+    key: K,
+    value: V,
+    old: V,
 }
 
 impl<'w, K, V> ChangeRef<'w, K, V> {
@@ -409,20 +420,25 @@ impl<'w, K, V> ChangeRef<'w, K, V> {
     /// `ev` was read from a word feed's ring: its key and value bits come
     /// from `to_bits` of `K` and `V`, types the word engine accepts.
     pub(crate) unsafe fn word(ev: &WordEvent) -> Self {
-        let kind = Kind::of(ev.kind);
-        // SAFETY: the caller's guarantee; which fields mean something
-        // follows from the kind.
-        let change = unsafe {
-            Change {
-                seq: ev.seq,
-                kind,
-                key: from_bits::<K>(ev.key),
-                value: (kind != Kind::Delete).then(|| from_bits::<V>(ev.value)),
-                old: (kind != Kind::Create).then(|| from_bits::<V>(ev.old)),
-            }
+        // SAFETY: the caller's guarantee. Every bit pattern a word ring
+        // holds is a valid `K` or `V` (written by `to_bits`) or zero (a
+        // Delete's value; a valid value of every type the word engine
+        // takes), whatever the kind.
+        let (key, value, old) = unsafe {
+            (
+                from_bits::<K>(ev.key),
+                from_bits::<V>(ev.value),
+                from_bits::<V>(ev.old),
+            )
         };
         ChangeRef {
-            inner: RefInner::Inline(change),
+            inner: RefInner::Word(WordChange {
+                seq: ev.seq,
+                kind: Kind::of(ev.kind),
+                key,
+                value,
+                old,
+            }),
         }
     }
 
@@ -443,7 +459,7 @@ impl<'w, K, V> ChangeRef<'w, K, V> {
             RefInner::Live { node, prev, .. } => Ok((unsafe { &**node }, *prev)),
             RefInner::Guarded(node, prev) => Ok((node, *prev)),
             RefInner::Owned(c) => Err(c),
-            RefInner::Inline(c) => Err(c),
+            RefInner::Word(_) => unreachable!("callers match word events first"),
         }
     }
 
@@ -457,6 +473,9 @@ impl<'w, K, V> ChangeRef<'w, K, V> {
     /// assert_eq!(w.try_next().unwrap().unwrap().as_change().unwrap().seq(), seq);
     /// ```
     pub fn seq(&self) -> u64 {
+        if let RefInner::Word(w) = &self.inner {
+            return w.seq;
+        }
         match self.node() {
             Ok(n) => n.seq(),
             Err(c) => c.seq,
@@ -474,6 +493,9 @@ impl<'w, K, V> ChangeRef<'w, K, V> {
     /// assert_eq!(w.try_next().unwrap().unwrap().as_change().unwrap().kind(), Kind::Delete);
     /// ```
     pub fn kind(&self) -> Kind {
+        if let RefInner::Word(w) = &self.inner {
+            return w.kind;
+        }
         match self.node() {
             Ok(n) => Kind::of(n.kind()),
             Err(c) => c.kind,
@@ -490,6 +512,9 @@ impl<'w, K, V> ChangeRef<'w, K, V> {
     /// assert_eq!(w.try_next().unwrap().unwrap().as_change().unwrap().key(), "k");
     /// ```
     pub fn key(&self) -> &K {
+        if let RefInner::Word(w) = &self.inner {
+            return &w.key;
+        }
         match self.node() {
             Ok(n) => &n.key,
             Err(c) => &c.key,
@@ -508,6 +533,9 @@ impl<'w, K, V> ChangeRef<'w, K, V> {
     /// assert_eq!(w.try_next().unwrap().unwrap().as_change().unwrap().value(), None);
     /// ```
     pub fn value(&self) -> Option<&V> {
+        if let RefInner::Word(w) = &self.inner {
+            return (w.kind != Kind::Delete).then_some(&w.value);
+        }
         match self.node() {
             Ok(n) => n.value(),
             Err(c) => c.value.as_ref(),
@@ -526,6 +554,9 @@ impl<'w, K, V> ChangeRef<'w, K, V> {
     /// assert_eq!(w.try_next().unwrap().unwrap().as_change().unwrap().old(), Some(&10));
     /// ```
     pub fn old(&self) -> Option<&V> {
+        if let RefInner::Word(w) = &self.inner {
+            return (w.kind != Kind::Create).then_some(&w.old);
+        }
         match self.node_and_prev() {
             // SAFETY: a ChangeRef over a node is only made (`live`, `guarded`) for
             // a node and predecessor read from a ring slot, under a guard that
@@ -550,6 +581,15 @@ impl<'w, K, V> ChangeRef<'w, K, V> {
         K: Clone,
         V: Clone,
     {
+        if let RefInner::Word(w) = &self.inner {
+            return Change {
+                seq: w.seq,
+                kind: w.kind,
+                key: w.key.clone(),
+                value: self.value().cloned(),
+                old: self.old().cloned(),
+            };
+        }
         match self.node_and_prev() {
             // SAFETY: as in `old`.
             Ok((n, prev)) => unsafe { Change::of_node(n, prev) },

@@ -17,7 +17,7 @@ use std::fmt;
 use std::hash::Hash;
 use std::time::{Duration, Instant};
 
-use crate::engine::{from_bits, Engine, Guard, Node, Read, WordEvent};
+use crate::engine::{from_bits, Engine, Guard, Node, Read, WordEvent, WordRead};
 use crate::error::{Lagged, RecvError};
 use crate::event::{Change, ChangeRef, Event, EventRef, Kind};
 use crate::notify::Notifier;
@@ -322,6 +322,14 @@ where
     pub fn try_next(&mut self) -> Result<Option<EventRef<'_, K, V>>, RecvError> {
         let Watcher { shared, reader } = self;
         let shared: &Engine<K, V> = shared;
+        // A word feed's live events are copied out of the ring: no guard,
+        // no record, and a small event to hand back (`engine/word/`).
+        if shared.is_words() && reader.snapshot.is_none() {
+            // SAFETY: read from a word feed's ring.
+            return Ok(reader
+                .next_word(shared)?
+                .map(|ev| EventRef::Change(unsafe { ChangeRef::word(&ev) })));
+        }
         // Caught up (the common answer of a polling watcher): the slot's
         // stamp says so without following a record, so without entering a
         // reclamation guard (whose exit is a locked instruction).
@@ -667,6 +675,42 @@ where
                     return Ok(Some(Step::Word(ev)));
                 }
                 other => return Ok(other),
+            }
+        }
+    }
+
+    /// `step` for a word feed without a snapshot: the next matching event,
+    /// copied out of the ring, with the same answers as `step_live`.
+    #[inline]
+    fn next_word(&mut self, shared: &Engine<K, V>) -> Result<Option<WordEvent>, RecvError> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(RecvError::Closed);
+        }
+        loop {
+            match shared.read_word(self.cursor) {
+                WordRead::Mine(ev) => {
+                    self.cursor += 1;
+                    if self.filter.passes_all() {
+                        return Ok(Some(ev));
+                    }
+                    // SAFETY: a word feed's key bits come from `to_bits::<K>`.
+                    let key = unsafe { from_bits::<K>(ev.key) };
+                    if self.filter.matches(&key, Kind::of(ev.kind)) {
+                        return Ok(Some(ev));
+                    }
+                }
+                WordRead::NotYet => {
+                    if self.read_everything(shared) {
+                        return Err(RecvError::Closed);
+                    }
+                    return Ok(None);
+                }
+                WordRead::Lapped => {
+                    let resume_at = shared.resume_at(self.cursor);
+                    let missed = resume_at - self.cursor;
+                    self.cursor = resume_at;
+                    return Err(RecvError::Lagged(Lagged { missed, resume_at }));
+                }
             }
         }
     }

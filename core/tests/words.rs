@@ -19,7 +19,9 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use kvfeed::{CasError, Change, Config, Event, Feed, Kind, RecvError, WatchOptions, Watcher};
+use kvfeed::{
+    CasError, Change, Config, Event, Feed, Kind, Kinds, RecvError, WatchOptions, Watcher,
+};
 use proptest::prelude::*;
 
 #[derive(Clone, Debug)]
@@ -29,8 +31,9 @@ enum Op {
     Cas(u8, bool, u64),
     Delete(u8),
     Get(u8),
-    /// A watcher from `from` (None: the head), or with a snapshot.
-    Watch(Option<u64>, bool),
+    /// A watcher from `from` (None: the head), or with a snapshot; with a
+    /// key filter (Some: that key only) and a kind mask (bits of `Kinds`).
+    Watch(Option<u64>, bool, Option<u8>, u8),
     /// Read up to n events from watcher w: one by one (false) or by batch.
     Read(u8, u8, bool),
 }
@@ -41,7 +44,8 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (0..5u8, any::<bool>(), 0..3u64).prop_map(|(k, c, v)| Op::Cas(k, c, v)),
         2 => (0..5u8).prop_map(Op::Delete),
         2 => (0..5u8).prop_map(Op::Get),
-        1 => (prop::option::of(1..12u64), any::<bool>()).prop_map(|(f, s)| Op::Watch(f, s)),
+        2 => (prop::option::of(1..12u64), any::<bool>(), prop::option::weighted(0.3, 0..5u8), prop_oneof![3 => Just(7u8), 1 => 1..7u8])
+            .prop_map(|(f, s, k, m)| Op::Watch(f, s, k, m)),
         4 => (any::<u8>(), 1..5u8, any::<bool>()).prop_map(|(w, n, b)| Op::Read(w, n, b)),
     ]
 }
@@ -68,6 +72,8 @@ struct Model {
 
 struct ModelWatcher {
     cursor: u64,
+    key: Option<u8>,
+    kinds: u8,
     /// Snapshot items not yet delivered (any order: the harness removes
     /// the ones the feed handed out) and the marker; live events after it
     /// skip what the snapshot reflected.
@@ -165,6 +171,14 @@ impl Model {
             if mw.seen.get(&ev.key).is_some_and(|&v| ev.seq <= v) {
                 continue;
             }
+            let kind_bit = match ev.kind {
+                Kind::Create => 1,
+                Kind::Update => 2,
+                Kind::Delete => 4,
+            };
+            if mw.key.is_some_and(|k| k != ev.key) || mw.kinds & kind_bit == 0 {
+                continue;
+            }
             out.push(Got::Change(ev));
         }
         out
@@ -217,12 +231,19 @@ fn run(cap: usize, suppress: bool, ops: &[Op]) {
             Op::Get(k) => {
                 assert_eq!(feed.get(&k), model.map.get(&k).copied(), "{op:?}");
             }
-            Op::Watch(from, snapshot) => {
+            Op::Watch(from, snapshot, key, kinds) => {
                 let head = model.head();
+                let filtered = |mut o: WatchOptions<u8>| {
+                    if let Some(k) = key {
+                        o = o.key(k);
+                    }
+                    o.kinds(Kinds::from_bits_truncate(kinds))
+                };
                 let (options, cursor, snap) = if snapshot {
                     let items = model
                         .map
                         .iter()
+                        .filter(|(&k, _)| key.map_or(true, |want| want == k) && kinds & 1 != 0)
                         .map(|(&key, &(v, seq))| Change {
                             seq,
                             kind: Kind::Create,
@@ -232,14 +253,14 @@ fn run(cap: usize, suppress: bool, ops: &[Op]) {
                         })
                         .collect();
                     (
-                        WatchOptions::all().snapshot(),
+                        filtered(WatchOptions::all().snapshot()),
                         head + 1,
                         Some((items, head)),
                     )
                 } else if let Some(f) = from {
-                    (WatchOptions::all().from(f), f, None)
+                    (filtered(WatchOptions::all().from(f)), f, None)
                 } else {
-                    (WatchOptions::all(), head + 1, None)
+                    (filtered(WatchOptions::all()), head + 1, None)
                 };
                 let seen = snap
                     .as_ref()
@@ -250,6 +271,8 @@ fn run(cap: usize, suppress: bool, ops: &[Op]) {
                 watchers.push(feed.watch(options));
                 model.watchers.push(ModelWatcher {
                     cursor,
+                    key,
+                    kinds,
                     snapshot: snap,
                     promised: 0,
                     marker_sent: false,

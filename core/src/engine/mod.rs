@@ -49,7 +49,7 @@ pub(crate) use reclaim::Guard;
 #[cfg(test)]
 pub(crate) use reclaim::SEAL_EVERY;
 pub(crate) use ring::Read;
-pub(crate) use word::{from_bits, WordEvent};
+pub(crate) use word::{from_bits, WordEvent, WordRead};
 pub(crate) use write::Expect;
 
 use crate::config::{Config, ConfigError};
@@ -199,6 +199,16 @@ impl<K, V> Engine<K, V> {
         f: impl FnMut(&Node<K, V>, *mut Node<K, V>),
     ) -> usize {
         self.ring.read_run(cursor, max, guard, f)
+    }
+
+    /// What a word feed's ring holds for `cursor` (`word/ring.rs`); needs
+    /// no guard. Only for word feeds.
+    #[inline]
+    pub(crate) fn read_word(&self, cursor: u64) -> WordRead {
+        match &self.words {
+            Some(w) => w.ring.read(cursor, Ordering::Acquire),
+            None => unreachable!("read_word on a record feed"),
+        }
     }
 
     /// A word feed's run of published events from `cursor` on

@@ -439,6 +439,9 @@ impl<K: Hash + Eq + 'static> WordMap<K> {
                 }
                 RESERVED => backoff.snooze(),
                 FULL if ctrl & PENDING != 0 => backoff.snooze(),
+                // The mutant copies without freezing: a write may land in
+                // this slot after the copy.
+                FULL if cfg!(kvfeed_mutant = "word_no_freeze") => break ctrl,
                 FULL => {
                     if slot
                         .ctrl
