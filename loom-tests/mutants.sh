@@ -21,6 +21,8 @@ retire_early        late_record_retired_after_its_slot_moves_on a record is reti
 scan_no_wait        snapshot_then_live        a snapshot scan reads a key in the middle of a write
 no_wake             park_wake_next_timeout    a publisher does not wake parked watchers
 park_no_fence       park_wake_next_timeout    a parking watcher re-checks its slot without the heavy fence
+no_wake             word_park_wake_next_timeout a publisher does not wake parked watchers (word feed)
+park_no_fence       word_park_wake_next_timeout a parking watcher re-checks its slot without the heavy fence (word feed)
 no_prev_recheck     old_of_an_overtaken_read  a reader takes the slot predecessor without re-reading the stamp
 epoch_skip          freed_only_after_every_guard_that_reached_it a seal advances the epoch by two
 epoch_no_fence      freed_only_after_every_guard_that_reached_it a guard announces itself without a fence before its loads

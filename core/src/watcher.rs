@@ -327,7 +327,7 @@ where
         if shared.is_words() && reader.snapshot.is_none() {
             // SAFETY: read from a word feed's ring.
             return Ok(reader
-                .next_word(shared)?
+                .next_word(shared, usize::MAX)?
                 .map(|ev| EventRef::Change(unsafe { ChangeRef::word(&ev) })));
         }
         // Caught up (the common answer of a polling watcher): the slot's
@@ -383,12 +383,18 @@ where
         let shared: &Engine<K, V> = shared;
         let mut waits = 0;
         loop {
-            let guard = shared.guard();
-            if let Some(step) = reader.step(shared, &guard, SCAN_BUDGET)? {
-                let reader: &Reader<K, V> = reader;
-                return Ok(Some(reader.wrap(step, guard)));
+            if shared.is_words() && reader.snapshot.is_none() {
+                if let Some(ev) = reader.next_word(shared, SCAN_BUDGET)? {
+                    // SAFETY: read from a word feed's ring.
+                    return Ok(Some(EventRef::Change(unsafe { ChangeRef::word(&ev) })));
+                }
+            } else {
+                let guard = shared.guard();
+                if let Some(step) = reader.step(shared, &guard, SCAN_BUDGET)? {
+                    let reader: &Reader<K, V> = reader;
+                    return Ok(Some(reader.wrap(step, guard)));
+                }
             }
-            drop(guard);
             deadline.start();
             let mut passed = || deadline.passed();
             if reader.interrupted.load(Ordering::Relaxed)
@@ -680,9 +686,14 @@ where
     }
 
     /// `step` for a word feed without a snapshot: the next matching event,
-    /// copied out of the ring, with the same answers as `step_live`.
+    /// copied out of the ring, with the same answers as `step_live`
+    /// (including the budget of events passed over).
     #[inline]
-    fn next_word(&mut self, shared: &Engine<K, V>) -> Result<Option<WordEvent>, RecvError> {
+    fn next_word(
+        &mut self,
+        shared: &Engine<K, V>,
+        mut budget: usize,
+    ) -> Result<Option<WordEvent>, RecvError> {
         if self.closed.load(Ordering::Acquire) {
             return Err(RecvError::Closed);
         }
@@ -697,6 +708,11 @@ where
                     let key = unsafe { from_bits::<K>(ev.key) };
                     if self.filter.matches(&key, Kind::of(ev.kind)) {
                         return Ok(Some(ev));
+                    }
+                    budget -= 1;
+                    if budget == 0 {
+                        self.exhausted = true;
+                        return Ok(None);
                     }
                 }
                 WordRead::NotYet => {

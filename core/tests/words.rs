@@ -526,3 +526,62 @@ fn word_writers_getters_and_watchers_agree() {
     check_received(&fast, &log);
     assert!(!slow.1.is_empty(), "the slow watcher was never lapped");
 }
+
+/// Blocking reads on a word feed: a watcher in the iterator receives every
+/// event in order and ends when the feed closes; a watcher whose filter
+/// matches nothing keeps returning from `next_timeout` while writers
+/// publish (its deadline is checked between events it passes over), and
+/// gets `Closed` once the feed is closed and it has passed everything.
+#[test]
+fn word_blocking_readers_and_timeouts() {
+    const WRITES: u64 = 20_000;
+    let feed: Feed<u64, u64> = Feed::with_config(Config::new().capacity(1 << 16)).unwrap();
+    let all = feed.watch(WatchOptions::all());
+    let mut none = feed.watch(WatchOptions::all().key(u64::MAX));
+    let iterating = std::thread::spawn(move || all.map(|e| e.unwrap()).collect::<Vec<_>>());
+    let writers: Vec<_> = (0..2u64)
+        .map(|w| {
+            let feed = feed.clone();
+            std::thread::spawn(move || {
+                for i in 0..WRITES {
+                    feed.put(i % 100, value(w + 1, i)).unwrap();
+                }
+            })
+        })
+        .collect();
+    let mut returned = 0;
+    let mut slowest = std::time::Duration::ZERO;
+    while writers.iter().any(|w| !w.is_finished()) {
+        let start = std::time::Instant::now();
+        assert!(none
+            .next_timeout(std::time::Duration::from_millis(1))
+            .unwrap()
+            .is_none());
+        slowest = slowest.max(start.elapsed());
+        returned += 1;
+    }
+    for w in writers {
+        w.join().unwrap();
+    }
+    feed.close();
+    assert!(returned > 0);
+    assert!(
+        slowest < std::time::Duration::from_secs(2),
+        "a 1 ms next_timeout took {slowest:?}"
+    );
+    let got = iterating.join().unwrap();
+    assert_eq!(got.len() as u64, 2 * WRITES);
+    let mut state = BTreeMap::new();
+    for (i, ev) in got.iter().enumerate() {
+        let Event::Change(c) = ev else {
+            panic!("no snapshot was asked for")
+        };
+        assert_eq!(c.seq, i as u64 + 1);
+        assert_eq!(c.old, state.insert(c.key, c.value.unwrap()));
+    }
+    assert_eq!(
+        none.next_timeout(std::time::Duration::from_secs(5))
+            .map(|e| e.is_some()),
+        Err(RecvError::Closed)
+    );
+}

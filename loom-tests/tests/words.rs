@@ -196,3 +196,38 @@ fn word_migration_racing_writes() {
         feed.close();
     });
 }
+
+/// Model 13 — a word feed's watcher parks in `next_timeout`, a put wakes it.
+///
+/// Property: as model 5a on a word feed (the word ring's publish is the
+/// other half of the parking handshake): the watcher returns the event,
+/// never deadlocks. The model first puts two events and closes a watcher,
+/// for the reason model 5a states (loom's `SeqCst` on fresh atomics).
+///
+/// Bound: 1 watcher thread + main (the writer); preemption bound 3.
+#[test]
+fn word_park_wake_next_timeout() {
+    loom_tests::model_with("word_park_wake_next_timeout", 3, Some(20_000), || {
+        let feed = WordFeed::new(2);
+        feed.put(0, 10).unwrap();
+        feed.put(1, 11).unwrap();
+        feed.watch(WatchOptions::all()).closer().close();
+        let mut w = feed.watch(WatchOptions::all());
+        let watcher = thread::spawn(move || {
+            let got = w
+                .next_timeout(std::time::Duration::from_secs(3600))
+                .map(|e| e.map(|e| e.to_owned()));
+            (w, got)
+        });
+        let seq = feed.put(2, 12).unwrap();
+        let (w, got) = watcher.join().unwrap();
+        match got {
+            Ok(Some(kvfeed::Event::Change(c))) => {
+                assert_eq!((c.seq, c.key, c.value), (seq, 2, Some(12)))
+            }
+            other => panic!("expected the put, got {other:?}"),
+        }
+        drop(w);
+        feed.close();
+    });
+}
