@@ -9,14 +9,26 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// True when `KVFEED_BENCH_QUICK` is set to anything but `0`/empty, or when
-/// the binary was started with `--test` (criterion's smoke-test mode,
-/// `cargo test --benches`) or without `--bench` (not under `cargo bench`).
+/// True when `KVFEED_BENCH_QUICK` is set to anything but `0`/empty, or, for
+/// a bench binary (not an example), when it was started with `--test`
+/// (criterion's smoke-test mode, `cargo test --benches`) or without
+/// `--bench` (not under `cargo bench`).
 pub fn quick() -> bool {
     if let Some(v) = std::env::var_os("KVFEED_BENCH_QUICK") {
         if !v.is_empty() && v != "0" {
             return true;
         }
+    }
+    // An example (`memory`, `instr`) runs the sizes its arguments give; only
+    // the variable above makes it quick (`bench/quick.sh` sets it). Without
+    // this, every example counted as quick (it has no `--bench` argument)
+    // and `bench/issue9.sh`'s full memory run went to the quick directory.
+    let example = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(|d| d.ends_with("examples")))
+        .unwrap_or(false);
+    if example {
+        return false;
     }
     let args: Vec<String> = std::env::args().collect();
     args.iter().any(|a| a == "--test") || !args.iter().any(|a| a == "--bench")

@@ -333,3 +333,83 @@ fn handles_are_send_and_sync_where_they_should_be() {
     send_sync::<WatchCloser>();
     send::<Subscription>();
 }
+
+/// The word engine under Miri and TSan (`scripts/sanitize.sh`): writers of
+/// shared and fresh keys (migrations: the table starts at 16 slots), a
+/// getter, a watcher reading one by one and in batches over a small ring
+/// (laps), then the state checked. Small enough for Miri.
+#[test]
+fn word_feed_smoke() {
+    let feed: Feed<u32, u64> = Feed::with_config(Config::new().capacity(32)).unwrap();
+    let mut w = feed.watch(WatchOptions::all());
+    let writers: Vec<_> = (0..2u64)
+        .map(|t| {
+            let feed = feed.clone();
+            std::thread::spawn(move || {
+                for i in 0..150u64 {
+                    let key = if i % 2 == 0 {
+                        (i % 4) as u32
+                    } else {
+                        (100 + t * 1000 + i) as u32
+                    };
+                    feed.put(key, t << 32 | i).unwrap();
+                    if i % 10 == 9 {
+                        feed.delete(&key).unwrap();
+                    }
+                }
+            })
+        })
+        .collect();
+    let getter = {
+        let feed = feed.clone();
+        std::thread::spawn(move || {
+            let mut found = 0;
+            for i in 0..200u32 {
+                if let Some((v, version)) = feed.get(&(i % 4)) {
+                    assert!(version >= 1 && v >> 32 < 2, "({v:#x}, {version})");
+                    found += 1;
+                }
+            }
+            found
+        })
+    };
+    let (mut events, mut missed, mut cursor) = (0u64, 0u64, 1u64);
+    while writers.iter().any(|t| !t.is_finished()) || w.cursor() <= feed.head() {
+        let batch = w.drain_with(8, |ev| {
+            assert_eq!(ev.as_change().unwrap().seq(), cursor);
+            cursor += 1;
+            events += 1;
+        });
+        match batch.and_then(|_| {
+            w.try_next()
+                .map(|e| e.map(|e| e.as_change().unwrap().seq()))
+        }) {
+            Ok(Some(seq)) => {
+                assert_eq!(seq, cursor);
+                cursor += 1;
+                events += 1;
+            }
+            Ok(None) => std::thread::yield_now(),
+            Err(RecvError::Lagged(l)) => {
+                assert_eq!(l.resume_at - l.missed, cursor);
+                missed += l.missed;
+                cursor = l.resume_at;
+            }
+            Err(RecvError::Closed) => unreachable!(),
+        }
+    }
+    for t in writers {
+        t.join().unwrap();
+    }
+    getter.join().unwrap();
+    assert_eq!(
+        events + missed,
+        feed.head(),
+        "every seq delivered or reported"
+    );
+    for i in 0..4u32 {
+        if let Some((_, version)) = feed.get(&i) {
+            assert!(version <= feed.head());
+        }
+    }
+}

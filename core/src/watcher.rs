@@ -688,7 +688,7 @@ where
     /// `step` for a word feed without a snapshot: the next matching event,
     /// copied out of the ring, with the same answers as `step_live`
     /// (including the budget of events passed over).
-    #[inline]
+    #[inline(always)]
     fn next_word(
         &mut self,
         shared: &Engine<K, V>,
