@@ -19,7 +19,10 @@
 # What runs:
 #   Miri  cargo +nightly miri test -p kvfeed --lib
 #           every unit test except those listed in KVFEED_MIRI_SKIP (default:
-#           the two 100,000-write memory tests, hours under Miri);
+#           the two 100,000-write memory tests, hours under Miri; the
+#           word engine's `word_feed_smoke` is among those that run);
+#         cargo +nightly miri test -p kvfeed --test words -- word_feed_matches_sequential_model
+#           (PROPTEST_CASES=4: the word engine against its sequential model);
 #         cargo +nightly miri test -p loom-tests --test sanitize_smoke
 #           writers overwrite and churn while a watcher reads in place, with
 #           enough writes (> three of kvfeed's seal batches of 2048) for
@@ -65,6 +68,11 @@ run_miri() {
   export CARGO_TARGET_DIR="$base/miri"
   step "Miri: kvfeed unit tests (skipping: $skip)"
   cargo "+$nightly" miri test -p kvfeed --lib -- "${skips[@]}" || rc=1
+  step "Miri: the word engine's property test (core/tests/words.rs, 4 cases)"
+  # The intent record's address travels through a ctrl word (an integer):
+  # exposed provenance, which Miri checks with permissive provenance.
+  PROPTEST_CASES=4 MIRIFLAGS="${MIRIFLAGS:-} -Zmiri-disable-isolation -Zmiri-permissive-provenance" \
+    cargo "+$nightly" miri test -p kvfeed --test words -- word_feed_matches_sequential_model || rc=1
   step "Miri: loom-tests/tests/sanitize_smoke.rs (the real reclamation, freeing while watchers read)"
   cargo "+$nightly" miri test -p loom-tests --test sanitize_smoke || rc=1
   return "$rc"
@@ -80,8 +88,12 @@ run_tsan() {
   export RUSTFLAGS="${RUSTFLAGS:-} -Zsanitizer=thread"
   export RUSTDOCFLAGS="${RUSTDOCFLAGS:-} -Zsanitizer=thread"
   # exitcode=0: a report does not fail the test binary; the classification
-  # below decides.
-  export TSAN_OPTIONS="${TSAN_OPTIONS:-second_deadlock_stack=1 history_size=4 exitcode=0}"
+  # below decides. allocator_may_return_null=1: an allocation TSan's
+  # allocator cannot serve fails (returns null) instead of killing the
+  # process; the test that asks for a 32 TiB ring checks exactly that
+  # failure. Without it the lib test binary died there, with exit code 0,
+  # and the lib tests still running in parallel were silently cut short.
+  export TSAN_OPTIONS="${TSAN_OPTIONS:-second_deadlock_stack=1 history_size=4 exitcode=0 allocator_may_return_null=1}"
   local log="$CARGO_TARGET_DIR/tsan.log"
   mkdir -p "$CARGO_TARGET_DIR"
   : >"$log"
@@ -91,6 +103,15 @@ run_tsan() {
   step "TSan: loom-tests/tests/sanitize_smoke.rs"
   cargo "+$nightly" test -Zbuild-std --target "$target" -p loom-tests --test sanitize_smoke 2>&1 \
     | tee -a "$log" || rc=1
+  # Every test binary must have finished: one that dies under TSan (with
+  # exitcode=0) leaves a "Running" line without its "test result: ok".
+  local ran ok
+  ran=$(grep -c '^ *Running ' "$log" || true)
+  ok=$(grep -c '^test result: ok' "$log" || true)
+  if [ "$ran" != "$ok" ]; then
+    echo "TSan: $ran test binaries started, $ok finished with 'test result: ok'" >&2
+    rc=1
+  fi
   step "TSan: reports (full output: $log)"
   # Split the output into reports (blocks between "==================" lines
   # that start with "WARNING: ThreadSanitizer"); print and count them.
