@@ -685,6 +685,27 @@ where
         }
     }
 
+    /// What a read answers when the cursor's seq is not published yet:
+    /// nothing, or `Closed` once the feed closed and everything was read.
+    #[inline]
+    fn nothing_yet<T>(&self, shared: &Engine<K, V>) -> Result<Option<T>, RecvError> {
+        if self.read_everything(shared) {
+            return Err(RecvError::Closed);
+        }
+        Ok(None)
+    }
+
+    /// The cursor's seq was overwritten: where a watcher detects a lap. It
+    /// continues at the oldest seq still retained and is told how many it
+    /// missed.
+    #[inline]
+    fn lapped(&mut self, shared: &Engine<K, V>) -> RecvError {
+        let resume_at = shared.resume_at(self.cursor);
+        let missed = resume_at - self.cursor;
+        self.cursor = resume_at;
+        RecvError::Lagged(Lagged { missed, resume_at })
+    }
+
     /// `step` for a word feed without a snapshot: the next matching event,
     /// copied out of the ring, with the same answers as `step_live`
     /// (including the budget of events passed over).
@@ -715,18 +736,8 @@ where
                         return Ok(None);
                     }
                 }
-                WordRead::NotYet => {
-                    if self.read_everything(shared) {
-                        return Err(RecvError::Closed);
-                    }
-                    return Ok(None);
-                }
-                WordRead::Lapped => {
-                    let resume_at = shared.resume_at(self.cursor);
-                    let missed = resume_at - self.cursor;
-                    self.cursor = resume_at;
-                    return Err(RecvError::Lagged(Lagged { missed, resume_at }));
-                }
+                WordRead::NotYet => return self.nothing_yet(shared),
+                WordRead::Lapped => return Err(self.lapped(shared)),
             }
         }
     }
@@ -765,18 +776,8 @@ where
                         return Ok(None);
                     }
                 }
-                Read::NotYet => {
-                    if self.read_everything(shared) {
-                        return Err(RecvError::Closed);
-                    }
-                    return Ok(None);
-                }
-                Read::Lapped => {
-                    let resume_at = shared.resume_at(self.cursor);
-                    let missed = resume_at - self.cursor;
-                    self.cursor = resume_at;
-                    return Err(RecvError::Lagged(Lagged { missed, resume_at }));
-                }
+                Read::NotYet => return self.nothing_yet(shared),
+                Read::Lapped => return Err(self.lapped(shared)),
             }
         }
     }

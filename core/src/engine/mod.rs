@@ -39,6 +39,7 @@ mod reclaim_loom;
 mod ring;
 mod scan;
 mod sequencer;
+mod slots;
 mod table;
 mod tag;
 mod word;

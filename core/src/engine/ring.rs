@@ -58,6 +58,7 @@ use crate::engine::hint::{prefetch_read, prefetch_write};
 use crate::engine::node::Node;
 use crate::engine::pending::{Pending, Waiting};
 use crate::engine::reclaim::Guard;
+use crate::engine::slots::{self, Zeroed};
 use crate::sync::{fence, AtomicPtr, AtomicU64, Ordering};
 
 const BUSY: u64 = 1;
@@ -92,6 +93,18 @@ fn stamp_not_yet(stamp: u64, cursor: u64) -> bool {
     held < cursor || (held == cursor && stamp & BUSY != 0)
 }
 
+/// The index of seq `seq`'s slot in a ring of `mask + 1` slots (a power of
+/// two, at least 2; `half_shift` is log2 of half of it): consecutive seqs
+/// alternate between the two halves of the array (module doc). Always
+/// below `mask + 1`: the high part is at most half of it, the low part
+/// below half.
+#[inline]
+pub(crate) fn stripe(seq: u64, mask: u64, half_shift: u32) -> usize {
+    let i = ((seq & 1) << half_shift) | ((seq & mask) >> 1);
+    debug_assert!(i <= mask);
+    i as usize
+}
+
 /// What a reader found in the slot for its cursor.
 pub(crate) enum Read<'g, K, V> {
     /// The cursor's seq is not published yet.
@@ -118,9 +131,10 @@ struct Slot<K, V> {
     prev_seq: AtomicU64,
 }
 
-#[cfg(kvfeed_loom)]
-impl<K, V> Slot<K, V> {
-    fn new() -> Self {
+// SAFETY: all zeroes is stamp 0 (no seq yet) and null pointers: empty.
+unsafe impl<K, V> Zeroed for Slot<K, V> {
+    #[cfg(kvfeed_loom)]
+    fn empty() -> Self {
         Slot {
             stamp: AtomicU64::new(0),
             node: AtomicPtr::new(std::ptr::null_mut()),
@@ -153,7 +167,7 @@ impl<K, V> Ring<K, V> {
         debug_assert!(capacity.is_power_of_two() && capacity >= 2);
         let bytes = capacity.saturating_mul(std::mem::size_of::<Slot<K, V>>());
         Ok(Ring {
-            slots: alloc_slots(capacity).ok_or(RingAllocError { bytes })?,
+            slots: slots::zeroed(capacity).ok_or(RingAllocError { bytes })?,
             mask: capacity as u64 - 1,
             half_shift: capacity.trailing_zeros() - 1,
             pending: Pending::new(),
@@ -166,11 +180,9 @@ impl<K, V> Ring<K, V> {
 
     #[inline]
     fn slot(&self, seq: u64) -> &Slot<K, V> {
-        let i = ((seq & 1) << self.half_shift) | ((seq & self.mask) >> 1);
-        debug_assert!(i < self.capacity());
-        // SAFETY: `i < capacity == slots.len()`: the high part is at most
-        // `capacity / 2`, the low part below `capacity / 2`.
-        unsafe { self.slots.get_unchecked(i as usize) }
+        let i = stripe(seq, self.mask, self.half_shift);
+        // SAFETY: `stripe` is below `mask + 1 == slots.len()`.
+        unsafe { self.slots.get_unchecked(i) }
     }
 
     /// Whether `cursor`'s seq is certainly not published yet (the stamp
@@ -425,31 +437,4 @@ impl<K, V> Ring<K, V> {
         out.retain(|p| !p.is_null());
         out
     }
-}
-
-/// `capacity` empty slots, or None when the memory cannot be had.
-#[cfg(not(kvfeed_loom))]
-fn alloc_slots<K, V>(capacity: usize) -> Option<Box<[Slot<K, V>]>> {
-    let layout = std::alloc::Layout::array::<Slot<K, V>>(capacity).ok()?;
-    // SAFETY: the layout is not zero-sized (capacity >= 2, slots are 32 bytes).
-    let ptr = unsafe { std::alloc::alloc_zeroed(layout) };
-    if ptr.is_null() {
-        return None;
-    }
-    let slice = std::ptr::slice_from_raw_parts_mut(ptr.cast::<Slot<K, V>>(), capacity);
-    // SAFETY: allocated by the global allocator with the layout of
-    // `[Slot; capacity]`, which `Box<[Slot]>` frees with the same layout; all
-    // zeroes is a valid empty slot (atomics at 0 and null). Zeroed memory
-    // is mapped lazily, so a huge ring costs only what is written.
-    Some(unsafe { Box::from_raw(slice) })
-}
-
-/// `capacity` empty slots, or None when the memory cannot be had (loom's
-/// atomics are not plain memory, so they are built one by one).
-#[cfg(kvfeed_loom)]
-fn alloc_slots<K, V>(capacity: usize) -> Option<Box<[Slot<K, V>]>> {
-    let mut v = Vec::new();
-    v.try_reserve_exact(capacity).ok()?;
-    v.extend((0..capacity).map(|_| Slot::new()));
-    Some(v.into_boxed_slice())
 }

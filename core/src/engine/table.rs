@@ -77,46 +77,47 @@ use crate::engine::hint::prefetch_write;
 use crate::engine::node::Node;
 use crate::engine::reclaim::Guard;
 use crate::engine::ring::Ring;
+use crate::engine::slots::{self, Zeroed};
 use crate::engine::tag::{self, DELETED, FROZEN, PENDING};
 use crate::equivalent::Equivalent;
 use crate::sync::{AtomicIsize, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 
-const EMPTY: u64 = 0;
-const RESERVED: u64 = 1;
-const FULL: u64 = 2;
-const MOVED: u64 = 3;
-const DROPPED: u64 = 4;
-const SEALED: u64 = 5;
-const STATE: u64 = 7;
+pub(crate) const EMPTY: u64 = 0;
+pub(crate) const RESERVED: u64 = 1;
+pub(crate) const FULL: u64 = 2;
+pub(crate) const MOVED: u64 = 3;
+pub(crate) const DROPPED: u64 = 4;
+pub(crate) const SEALED: u64 = 5;
+pub(crate) const STATE: u64 = 7;
 
 /// Slots copied per helping step of a migration.
 #[cfg(not(kvfeed_loom))]
-const CHUNK: usize = 64;
+pub(crate) const CHUNK: usize = 64;
 /// The smallest table.
 #[cfg(not(kvfeed_loom))]
-const MIN_SLOTS: usize = 16;
+pub(crate) const MIN_SLOTS: usize = 16;
 /// Room for keys created by writers that have not counted them yet.
 #[cfg(not(kvfeed_loom))]
-const SLACK: usize = 256;
+pub(crate) const SLACK: usize = 256;
 // Under loom the table is tiny, so a model with a handful of keys runs a
 // whole migration.
 #[cfg(kvfeed_loom)]
-const CHUNK: usize = 2;
+pub(crate) const CHUNK: usize = 2;
 #[cfg(kvfeed_loom)]
-const MIN_SLOTS: usize = 4;
+pub(crate) const MIN_SLOTS: usize = 4;
 #[cfg(kvfeed_loom)]
-const SLACK: usize = 1;
+pub(crate) const SLACK: usize = 1;
 
 /// The table's hasher: foldhash, seeded per process. SipHash (std's
 /// default) was a tenth of a put's instructions under callgrind; foldhash
 /// keeps a random seed, so keys chosen by an outsider still cannot be aimed
 /// at one probe run without knowing it.
 #[cfg(not(kvfeed_loom))]
-type Hasher = foldhash::fast::RandomState;
+pub(crate) type Hasher = foldhash::fast::RandomState;
 /// Under loom every execution of a model must take the same probe paths:
 /// a fixed seed.
 #[cfg(kvfeed_loom)]
-type Hasher = foldhash::fast::FixedState;
+pub(crate) type Hasher = foldhash::fast::FixedState;
 
 /// One key's state; see the module doc.
 #[repr(C)]
@@ -125,6 +126,20 @@ pub(crate) struct Slot<K, V> {
     cur: AtomicPtr<Node<K, V>>,
     ver: AtomicU64,
     key: UnsafeCell<MaybeUninit<K>>,
+}
+
+// SAFETY: all zeroes is `ctrl` EMPTY, a null `cur`, `ver` 0 and an
+// uninitialized key: an empty slot.
+unsafe impl<K, V> Zeroed for Slot<K, V> {
+    #[cfg(kvfeed_loom)]
+    fn empty() -> Self {
+        Slot {
+            ctrl: AtomicU64::new(EMPTY),
+            cur: AtomicPtr::new(std::ptr::null_mut()),
+            ver: AtomicU64::new(0),
+            key: UnsafeCell::new(MaybeUninit::uninit()),
+        }
+    }
 }
 
 impl<K, V> Slot<K, V> {
@@ -190,7 +205,7 @@ impl<K, V> Table<K, V> {
     fn new(slots: usize) -> Box<Self> {
         debug_assert!(slots.is_power_of_two());
         Box::new(Table {
-            slots: alloc_slots(slots),
+            slots: slots::table(slots),
             mask: slots - 1,
             used: AtomicUsize::new(0),
             next: AtomicPtr::new(std::ptr::null_mut()),
@@ -648,34 +663,4 @@ impl<K, V> Drop for Map<K, V> {
             table = t.next.load(Ordering::Relaxed);
         }
     }
-}
-
-/// `slots` empty slots.
-#[cfg(not(kvfeed_loom))]
-fn alloc_slots<K, V>(slots: usize) -> Box<[Slot<K, V>]> {
-    let layout = std::alloc::Layout::array::<Slot<K, V>>(slots).expect("table size fits in memory");
-    // SAFETY: not zero-sized (at least MIN_SLOTS slots of non-zero size).
-    let ptr = unsafe { std::alloc::alloc_zeroed(layout) };
-    if ptr.is_null() {
-        std::alloc::handle_alloc_error(layout);
-    }
-    crate::engine::huge::advise(ptr, layout.size());
-    let slice = std::ptr::slice_from_raw_parts_mut(ptr.cast::<Slot<K, V>>(), slots);
-    // SAFETY: allocated with the layout of `[Slot; slots]`, which the box
-    // frees with; all zeroes is an empty slot (ctrl EMPTY, null, 0, and an
-    // uninitialized key).
-    unsafe { Box::from_raw(slice) }
-}
-
-/// `slots` empty slots (loom's atomics are built one by one).
-#[cfg(kvfeed_loom)]
-fn alloc_slots<K, V>(slots: usize) -> Box<[Slot<K, V>]> {
-    (0..slots)
-        .map(|_| Slot {
-            ctrl: AtomicU64::new(EMPTY),
-            cur: AtomicPtr::new(std::ptr::null_mut()),
-            ver: AtomicU64::new(0),
-            key: UnsafeCell::new(MaybeUninit::uninit()),
-        })
-        .collect()
 }

@@ -38,7 +38,8 @@
 use crate::engine::backoff::Backoff;
 use crate::engine::hint::prefetch_write;
 use crate::engine::node::NodeKind;
-use crate::engine::ring::RingAllocError;
+use crate::engine::ring::{stripe, RingAllocError};
+use crate::engine::slots::{self, Zeroed};
 use crate::sync::{fence, AtomicU64, Ordering};
 
 const BUSY: u64 = 1;
@@ -84,6 +85,19 @@ struct Slot {
     old: AtomicU64,
 }
 
+// SAFETY: all zeroes is stamp 0 (no seq yet): an empty slot.
+unsafe impl Zeroed for Slot {
+    #[cfg(kvfeed_loom)]
+    fn empty() -> Self {
+        Slot {
+            stamp: AtomicU64::new(0),
+            key: AtomicU64::new(0),
+            value: AtomicU64::new(0),
+            old: AtomicU64::new(0),
+        }
+    }
+}
+
 #[inline]
 fn held(stamp: u64) -> u64 {
     stamp >> SEQ_SHIFT
@@ -114,7 +128,7 @@ impl WordRing {
         debug_assert!(capacity.is_power_of_two() && capacity >= 2);
         let bytes = capacity.saturating_mul(std::mem::size_of::<Slot>());
         Ok(WordRing {
-            slots: alloc_slots(capacity).ok_or(RingAllocError { bytes })?,
+            slots: slots::zeroed(capacity).ok_or(RingAllocError { bytes })?,
             mask: capacity as u64 - 1,
             half_shift: capacity.trailing_zeros() - 1,
         })
@@ -126,10 +140,9 @@ impl WordRing {
 
     #[inline]
     fn slot(&self, seq: u64) -> &Slot {
-        let i = ((seq & 1) << self.half_shift) | ((seq & self.mask) >> 1);
-        debug_assert!(i < self.capacity());
-        // SAFETY: `i < capacity == slots.len()` (as in the record ring).
-        unsafe { self.slots.get_unchecked(i as usize) }
+        let i = stripe(seq, self.mask, self.half_shift);
+        // SAFETY: `stripe` is below `mask + 1 == slots.len()`.
+        unsafe { self.slots.get_unchecked(i) }
     }
 
     #[inline]
@@ -234,31 +247,4 @@ impl WordRing {
         }
         n
     }
-}
-
-#[cfg(not(kvfeed_loom))]
-fn alloc_slots(capacity: usize) -> Option<Box<[Slot]>> {
-    let layout = std::alloc::Layout::array::<Slot>(capacity).ok()?;
-    // SAFETY: not zero-sized (capacity >= 2, slots are 32 bytes).
-    let ptr = unsafe { std::alloc::alloc_zeroed(layout) };
-    if ptr.is_null() {
-        return None;
-    }
-    let slice = std::ptr::slice_from_raw_parts_mut(ptr.cast::<Slot>(), capacity);
-    // SAFETY: allocated with the layout of `[Slot; capacity]`, which the
-    // box frees with; all zeroes is an empty slot (stamp 0: no seq).
-    Some(unsafe { Box::from_raw(slice) })
-}
-
-#[cfg(kvfeed_loom)]
-fn alloc_slots(capacity: usize) -> Option<Box<[Slot]>> {
-    let mut v = Vec::new();
-    v.try_reserve_exact(capacity).ok()?;
-    v.extend((0..capacity).map(|_| Slot {
-        stamp: AtomicU64::new(0),
-        key: AtomicU64::new(0),
-        value: AtomicU64::new(0),
-        old: AtomicU64::new(0),
-    }));
-    Some(v.into_boxed_slice())
 }

@@ -40,17 +40,17 @@ use std::hash::{BuildHasher, Hash};
 use crate::engine::backoff::Backoff;
 use crate::engine::hint::prefetch_write;
 use crate::engine::reclaim::Guard;
+use crate::engine::slots::{self, Zeroed};
+// The slot states, the migration's sizes and the hasher are the record
+// engine's table's (the same algorithm over another slot).
+use crate::engine::table::{
+    Hasher, CHUNK, DROPPED, EMPTY, MIN_SLOTS, MOVED, RESERVED, SEALED, SLACK,
+};
+pub(crate) use crate::engine::table::{FULL, STATE};
 use crate::engine::word::{from_bits, to_bits};
 use crate::equivalent::Equivalent;
 use crate::sync::{AtomicIsize, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 
-pub(crate) const EMPTY: u64 = 0;
-const RESERVED: u64 = 1;
-pub(crate) const FULL: u64 = 2;
-const MOVED: u64 = 3;
-const DROPPED: u64 = 4;
-const SEALED: u64 = 5;
-pub(crate) const STATE: u64 = 7;
 /// A write to the key is in flight.
 pub(crate) const PENDING: u64 = 1 << 3;
 /// The key is absent.
@@ -70,32 +70,24 @@ pub(crate) fn version(ctrl: u64) -> u64 {
     ctrl >> SHIFT
 }
 
-#[cfg(not(kvfeed_loom))]
-const CHUNK: usize = 64;
-#[cfg(not(kvfeed_loom))]
-const MIN_SLOTS: usize = 16;
-#[cfg(not(kvfeed_loom))]
-const SLACK: usize = 256;
-#[cfg(kvfeed_loom)]
-const CHUNK: usize = 2;
-#[cfg(kvfeed_loom)]
-const MIN_SLOTS: usize = 4;
-#[cfg(kvfeed_loom)]
-const SLACK: usize = 1;
-
-/// As the record engine's table: foldhash, seeded per process (fixed under
-/// loom, so every execution takes the same probe paths).
-#[cfg(not(kvfeed_loom))]
-type Hasher = foldhash::fast::RandomState;
-#[cfg(kvfeed_loom)]
-type Hasher = foldhash::fast::FixedState;
-
 /// One key's state; see the module doc.
 #[repr(C)]
 pub(crate) struct Slot {
     pub(crate) ctrl: AtomicU64,
     key: AtomicU64,
     pub(crate) value: AtomicU64,
+}
+
+// SAFETY: all zeroes is `ctrl` EMPTY: an empty slot.
+unsafe impl Zeroed for Slot {
+    #[cfg(kvfeed_loom)]
+    fn empty() -> Self {
+        Slot {
+            ctrl: AtomicU64::new(EMPTY),
+            key: AtomicU64::new(0),
+            value: AtomicU64::new(0),
+        }
+    }
 }
 
 impl Slot {
@@ -135,7 +127,7 @@ impl Table {
     fn new(slots: usize) -> Box<Self> {
         debug_assert!(slots.is_power_of_two());
         Box::new(Table {
-            slots: alloc_slots(slots),
+            slots: slots::table(slots),
             mask: slots - 1,
             used: AtomicUsize::new(0),
             next: AtomicPtr::new(std::ptr::null_mut()),
@@ -479,30 +471,4 @@ impl<K> Drop for WordMap<K> {
             table = t.next.load(Ordering::Relaxed);
         }
     }
-}
-
-#[cfg(not(kvfeed_loom))]
-fn alloc_slots(slots: usize) -> Box<[Slot]> {
-    let layout = std::alloc::Layout::array::<Slot>(slots).expect("table size fits in memory");
-    // SAFETY: not zero-sized (at least MIN_SLOTS slots of 24 bytes).
-    let ptr = unsafe { std::alloc::alloc_zeroed(layout) };
-    if ptr.is_null() {
-        std::alloc::handle_alloc_error(layout);
-    }
-    crate::engine::huge::advise(ptr, layout.size());
-    let slice = std::ptr::slice_from_raw_parts_mut(ptr.cast::<Slot>(), slots);
-    // SAFETY: allocated with the layout of `[Slot; slots]`, which the box
-    // frees with; all zeroes is an empty slot.
-    unsafe { Box::from_raw(slice) }
-}
-
-#[cfg(kvfeed_loom)]
-fn alloc_slots(slots: usize) -> Box<[Slot]> {
-    (0..slots)
-        .map(|_| Slot {
-            ctrl: AtomicU64::new(EMPTY),
-            key: AtomicU64::new(0),
-            value: AtomicU64::new(0),
-        })
-        .collect()
 }

@@ -89,6 +89,27 @@ fn settled(slot: &Slot, backoff: &mut Backoff) -> u64 {
     }
 }
 
+/// Step 2: takes the key (`ctrl` from the word loaded, not `PENDING`, to
+/// the same with `PENDING`) and reads its value, which nobody else writes
+/// while we hold it. None: the word changed, look again.
+#[inline]
+fn hold(slot: &Slot, ctrl: u64) -> Option<u64> {
+    slot.ctrl
+        .compare_exchange(ctrl, ctrl | PENDING, Ordering::AcqRel, Ordering::Acquire)
+        .ok()?;
+    Some(slot.value.load(Ordering::Relaxed))
+}
+
+/// Step 3: a seq for the write holding the key; when the feed is closed,
+/// gives the key back (`ctrl` as it was) and nothing happened.
+#[inline]
+fn claim(parts: &Parts<'_>, slot: &Slot, ctrl: u64) -> Result<u64, WriteError> {
+    parts.seq.claim().ok_or_else(|| {
+        slot.ctrl.store(ctrl, Ordering::Release);
+        WriteError::Closed
+    })
+}
+
 /// A `ctrl` word read by `get`: the key's state, or None to retry.
 #[inline]
 fn read_slot(slot: &Slot, ctrl: u64) -> Option<Option<(u64, u64)>> {
@@ -146,14 +167,9 @@ impl<K: Hash + Eq + 'static> Words<K> {
                     });
                 }
             }
-            if slot
-                .ctrl
-                .compare_exchange(ctrl, ctrl | PENDING, Ordering::AcqRel, Ordering::Acquire)
-                .is_err()
-            {
+            let Some(old) = hold(slot, ctrl) else {
                 continue;
-            }
-            let old = slot.value.load(Ordering::Relaxed);
+            };
             if let (Some(same), false) = (same, absent) {
                 // SAFETY: the slot's value bits came from `to_bits::<V>` (a
                 // present key's value), word feeds exist only for word types.
@@ -162,10 +178,7 @@ impl<K: Hash + Eq + 'static> Words<K> {
                     return Ok(version);
                 }
             }
-            let Some(seq) = parts.seq.claim() else {
-                slot.ctrl.store(ctrl, Ordering::Release);
-                return Err(WriteError::Closed.into());
-            };
+            let seq = claim(parts, slot, ctrl)?;
             // The mutant stores the value with no intent: a `get` then can
             // pair the new value with the old version.
             if !cfg!(kvfeed_mutant = "word_no_intent") {
@@ -223,18 +236,10 @@ impl<K: Hash + Eq + 'static> Words<K> {
             if ctrl & DELETED != 0 {
                 return Ok(None);
             }
-            if slot
-                .ctrl
-                .compare_exchange(ctrl, ctrl | PENDING, Ordering::AcqRel, Ordering::Acquire)
-                .is_err()
-            {
+            let Some(old) = hold(slot, ctrl) else {
                 continue;
-            }
-            let old = slot.value.load(Ordering::Relaxed);
-            let Some(seq) = parts.seq.claim() else {
-                slot.ctrl.store(ctrl, Ordering::Release);
-                return Err(WriteError::Closed);
             };
+            let seq = claim(parts, slot, ctrl)?;
             slot.ctrl
                 .store(seq << SHIFT | DELETED | FULL, Ordering::Release);
             self.ring.publish(&WordEvent {
