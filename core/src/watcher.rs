@@ -2,7 +2,9 @@
 //!
 //! A watcher owns no buffer and registers nowhere: writers do not know it
 //! exists (guarantee 4). Reading writes only the watcher's own fields; the
-//! event is borrowed from the ring under a reclamation guard.
+//! event is borrowed from the ring under a reclamation guard, or, on a word
+//! feed (`engine/word/`), copied out of its ring slot (a few words; no
+//! guard).
 //!
 //! ## Blocking
 //!
@@ -82,7 +84,9 @@ pub const SCAN_BUDGET: usize = 1024;
 /// | `into_stream()` (feature `async`: a `WatchStream`) | awaits | owned |
 ///
 /// A borrowed event holds a reclamation guard until it is dropped: act on it
-/// (or copy it with `to_owned`) and let it go before the next read.
+/// (or copy it with `to_owned`) and let it go before the next read. (A feed
+/// of primitive key and value types hands out copies in the same
+/// `EventRef` and holds no guard.)
 ///
 /// # Examples
 ///
