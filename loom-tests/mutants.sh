@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 # mutant            model that must fail      the bug
 table='
 publish_relaxed     claim_publish_read        the ring stores a record and its stamp with Relaxed
-no_seq_check        lap_detection             a reader trusts the slot pointer without checking the record seq
+no_prev_recheck     lap_detection             a reader takes the slot record and predecessor without re-reading the stamp
 no_pending_wait     put_put_same_key          a writer installs over a write in flight
 close_ignored       put_racing_close          a claim ignores the CLOSED bit
 no_freeze           migration_racing_update   a migration copies a slot without freezing it

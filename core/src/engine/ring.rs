@@ -38,13 +38,14 @@
 //! ## Reading seq `c` (any watcher; wait-free, writes nothing)
 //!
 //! Load the stamp (`Acquire`). Below `c`, or `c` and `BUSY`: **not yet**.
-//! Above `c`: **lapped**. Exactly `c`: load `node` (`Acquire`); the record
-//! is **mine** when its own seq is `c`, else a publisher a lap ahead has
-//! just replaced it: **lapped**. Mine: load `prev` (the event's `old`), then
-//! an `Acquire` fence and the stamp again; if it changed, a publisher a lap
-//! ahead took the slot in between and `prev` may be its own: **lapped**
-//! (the publisher stores `prev` with `Release` after its `BUSY` CAS, so a
-//! reader that loaded the new `prev` sees the new stamp). Because every seq
+//! Above `c`: **lapped**. Exactly `c`: load `node` and `prev` (the event's
+//! `old`, both `Acquire`), then an `Acquire` fence and the stamp again: if
+//! it changed, a publisher a lap ahead took the slot in between and `node`
+//! or `prev` may be its own: **lapped**; else both are `c`'s: **mine**. (The
+//! publisher stores both with `Release` after its `BUSY` CAS, so a reader
+//! that loaded either new value sees the new stamp. This second read of the
+//! stamp replaced an earlier check of the record's own seq, which it made
+//! redundant: loom-tests/README.md, mutant `no_seq_check`.) Because every seq
 //! below the next one to be claimed is published by its writer, and a
 //! slot's stamp only moves forward, "below `c`" always means "not yet",
 //! never "lost".
@@ -336,9 +337,8 @@ impl<K, V> Ring<K, V> {
         // before following the pointer, under `guard` (module doc): the
         // record, or a newer one stored since, is alive for 'g.
         let node = unsafe { &*node };
-        if !cfg!(kvfeed_mutant = "no_seq_check") && node.seq() != cursor {
-            return Read::Lapped;
-        }
+        // A publisher a lap ahead may have replaced the record since the
+        // stamp was read; the stamp's second read below tells (module doc).
         match self.prev_if_unchanged(slot, stamp & !BUSY, guard) {
             Some(prev) => Read::Mine(node, prev),
             None => Read::Lapped,
@@ -364,10 +364,11 @@ impl<K, V> Ring<K, V> {
 
     /// The slot's predecessor field, if the slot still holds the record it
     /// held at `stamp`: a publisher a lap ahead may have taken the slot
-    /// since the stamp was read, and its predecessor is not ours. The field
-    /// is stored with `Release` after the publisher's `BUSY` CAS; loaded
-    /// before an `Acquire` fence, a newer value makes the re-read stamp show
-    /// that CAS (a seqlock's read side).
+    /// since the stamp was read, and the record the caller loaded, or this
+    /// predecessor, may be its. Both fields are stored with `Release` after
+    /// the publisher's `BUSY` CAS; loaded before an `Acquire` fence, a
+    /// newer value of either makes the re-read stamp show that CAS (a
+    /// seqlock's read side).
     #[inline]
     fn prev_if_unchanged(
         &self,
@@ -414,9 +415,6 @@ impl<K, V> Ring<K, V> {
             // SAFETY: as in `read`: the stamp said the slot holds `c`'s
             // record, checked before following the pointer, under `guard`.
             let node = unsafe { &*node };
-            if !cfg!(kvfeed_mutant = "no_seq_check") && node.seq() != c {
-                break;
-            }
             let Some(prev) = self.prev_if_unchanged(slot, c << 1, guard) else {
                 break;
             };
