@@ -98,15 +98,21 @@ fn capacity_must_be_a_power_of_two_of_at_least_two() {
     ignore = "Miri aborts on an allocation this size instead of failing it"
 )]
 fn a_ring_the_machine_cannot_hold_is_an_error_not_an_abort() {
-    // 2^40 slots of 32 bytes: 32 TiB, more than any machine here has.
+    // 2^40 slots of 32 bytes: 32 TiB, more than any machine here has. Both
+    // engines: the word engine's ring (`u64 -> u64`) and the record
+    // engine's (`String -> String`).
     let capacity = 1usize << 40;
-    match Feed::<u64, u64>::with_config(Config::new().capacity(capacity)) {
-        Err(ConfigError::OutOfMemory { capacity: c, bytes }) => {
-            assert_eq!(c, capacity);
-            assert!(bytes >= capacity);
+    let words = Feed::<u64, u64>::with_config(Config::new().capacity(capacity)).map(|_| ());
+    let records = Feed::<String, String>::with_config(Config::new().capacity(capacity)).map(|_| ());
+    for result in [words, records] {
+        match result {
+            Err(ConfigError::OutOfMemory { capacity: c, bytes }) => {
+                assert_eq!(c, capacity);
+                assert!(bytes >= capacity);
+            }
+            Err(e) => panic!("expected OutOfMemory, got {e}"),
+            Ok(()) => panic!("a 32 TiB ring was allocated"),
         }
-        Err(e) => panic!("expected OutOfMemory, got {e}"),
-        Ok(_) => panic!("a 32 TiB ring was allocated"),
     }
     // And the process is still fine: a normal feed works.
     let feed: Feed<u64, u64> = Feed::new();
@@ -247,12 +253,17 @@ fn subscription_runs_the_handler_off_the_writer_thread_and_stops_on_drop() {
     assert!(rx.recv().is_err());
 }
 
-#[test]
-fn resnapshot_recovers_in_place() {
-    let feed: Feed<u32, u32> = Feed::with_config(Config::new().capacity(4)).unwrap();
+/// `resnapshot` after a lap, on a feed of `K -> V` (both engines: see the
+/// test below).
+fn resnapshot_recovers_in_place_with<K, V>(key: impl Fn(u32) -> K, value: impl Fn(u32) -> V)
+where
+    K: std::hash::Hash + Eq + Clone + Send + Sync + std::fmt::Debug + 'static,
+    V: Clone + PartialEq + Send + Sync + std::fmt::Debug + 'static,
+{
+    let feed: Feed<K, V> = Feed::with_config(Config::new().capacity(4)).unwrap();
     let mut w = feed.watch(WatchOptions::all());
     for i in 0..10 {
-        feed.put(i % 3, i).unwrap();
+        feed.put(key(i % 3), value(i)).unwrap();
     }
     assert!(matches!(w.try_next(), Err(RecvError::Lagged(_))));
     w.resnapshot();
@@ -269,9 +280,17 @@ fn resnapshot_recovers_in_place() {
             }
         }
     }
-    let expected: std::collections::HashMap<u32, u32> =
-        (0..3).map(|k| (k, feed.get(&k).unwrap().0)).collect();
+    let expected: std::collections::HashMap<K, V> = (0..3)
+        .map(|k| (key(k), feed.get(&key(k)).unwrap().0))
+        .collect();
     assert_eq!(view, expected);
+}
+
+#[test]
+fn resnapshot_recovers_in_place() {
+    // The word engine, then the record engine.
+    resnapshot_recovers_in_place_with(|k| k, |v| v);
+    resnapshot_recovers_in_place_with(|k| k.to_string(), |v| v.to_string());
 }
 
 #[test]
