@@ -710,6 +710,29 @@ where
         RecvError::Lagged(Lagged { missed, resume_at })
     }
 
+    /// Whether a word feed's event passes the filter.
+    #[inline]
+    fn word_matches(&self, ev: &WordEvent) -> bool {
+        if self.filter.passes_all() {
+            return true;
+        }
+        // SAFETY: a word feed's key bits come from `to_bits::<K>`.
+        let key = unsafe { from_bits::<K>(ev.key) };
+        self.filter.matches(&key, Kind::of(ev.kind))
+    }
+
+    /// Counts an event the filter passed over; true when the budget is
+    /// spent (then `exhausted` says so to the caller's deadline check).
+    #[inline]
+    fn passed_over(&mut self, budget: &mut usize) -> bool {
+        *budget -= 1;
+        if *budget == 0 {
+            self.exhausted = true;
+            return true;
+        }
+        false
+    }
+
     /// `step` for a word feed without a snapshot: the next matching event,
     /// copied out of the ring, with the same answers as `step_live`
     /// (including the budget of events passed over).
@@ -726,17 +749,10 @@ where
             match shared.read_word(self.cursor) {
                 WordRead::Mine(ev) => {
                     self.cursor += 1;
-                    if self.filter.passes_all() {
+                    if self.word_matches(&ev) {
                         return Ok(Some(ev));
                     }
-                    // SAFETY: a word feed's key bits come from `to_bits::<K>`.
-                    let key = unsafe { from_bits::<K>(ev.key) };
-                    if self.filter.matches(&key, Kind::of(ev.kind)) {
-                        return Ok(Some(ev));
-                    }
-                    budget -= 1;
-                    if budget == 0 {
-                        self.exhausted = true;
+                    if self.passed_over(&mut budget) {
                         return Ok(None);
                     }
                 }
@@ -761,22 +777,16 @@ where
                     if self.filter.matches(&node.key, Kind::of(node.kind())) {
                         return Ok(Some(Step::Live(node, prev)));
                     }
-                    budget -= 1;
-                    if budget == 0 {
-                        self.exhausted = true;
+                    if self.passed_over(&mut budget) {
                         return Ok(None);
                     }
                 }
                 Read::Word(ev) => {
                     self.cursor += 1;
-                    // SAFETY: a word feed's key bits come from `to_bits::<K>`.
-                    let key = unsafe { from_bits::<K>(ev.key) };
-                    if self.filter.matches(&key, Kind::of(ev.kind)) {
+                    if self.word_matches(&ev) {
                         return Ok(Some(Step::Word(ev)));
                     }
-                    budget -= 1;
-                    if budget == 0 {
-                        self.exhausted = true;
+                    if self.passed_over(&mut budget) {
                         return Ok(None);
                     }
                 }

@@ -90,8 +90,50 @@ const READ_AHEAD: u64 = 3;
 /// holds an older seq, or `cursor`'s while its publisher is still storing.
 #[inline]
 fn stamp_not_yet(stamp: u64, cursor: u64) -> bool {
-    let held = stamp >> 1;
+    not_yet_at(stamp, cursor, 1)
+}
+
+/// `stamp_not_yet` for a stamp whose seq starts at bit `shift` (the word
+/// ring keeps its event's kind below it) and whose bit 0 is `BUSY`.
+#[inline]
+pub(crate) fn not_yet_at(stamp: u64, cursor: u64, shift: u32) -> bool {
+    let held = stamp >> shift;
     held < cursor || (held == cursor && stamp & BUSY != 0)
+}
+
+/// Steps 1-2 of publishing `seq` into the slot whose stamp is `stamp`
+/// (seq from bit `shift`, bit 0 `BUSY`): waits out the publisher a lap
+/// apart while it is in its stores, then CASes the stamp to
+/// `seq << shift | BUSY`, which hands the slot's fields to the caller
+/// (acquiring what the previous publisher stored). False: a publisher a
+/// lap ahead went past, and `seq` is lost to every reader (they are told).
+/// Both rings publish through it.
+#[inline]
+pub(crate) fn take_stamp(stamp: &AtomicU64, seq: u64, shift: u32) -> bool {
+    let mut now = stamp.load(Ordering::Acquire);
+    let mut backoff = Backoff::new();
+    loop {
+        if now >> shift > seq {
+            return false;
+        }
+        if now & BUSY != 0 {
+            backoff.snooze();
+            now = stamp.load(Ordering::Acquire);
+            continue;
+        }
+        // `SeqCst` costs nothing more on x86 (a locked CMPXCHG either
+        // way) and keeps loom's weaker-than-C11 `SeqCst` from letting the
+        // parking re-check read this `BUSY` after the final store.
+        match stamp.compare_exchange_weak(
+            now,
+            seq << shift | BUSY,
+            Ordering::SeqCst,
+            Ordering::Acquire,
+        ) {
+            Ok(_) => return true,
+            Err(actual) => now = actual,
+        }
+    }
 }
 
 /// The index of seq `seq`'s slot in a ring of `mask + 1` slots (a power of
@@ -222,34 +264,13 @@ impl<K, V> Ring<K, V> {
         // about to take (consecutive seqs alternate halves, so both halves
         // are covered).
         prefetch_write(&self.slot(seq + WRITE_AHEAD).stamp);
-        let mut stamp = slot.stamp.load(Ordering::Acquire);
-        let mut backoff = Backoff::new();
-        loop {
-            if stamp >> 1 > seq {
-                // A publisher a lap ahead went past: readers are told they
-                // missed `seq`, and the record leaves the ring unpublished.
-                // SAFETY: `prev` is the predecessor of a record that just
-                // left the ring (the caller's guarantee).
-                unsafe { self.leave(prev, prev_seq, guard) };
-                return;
-            }
-            if stamp & BUSY != 0 {
-                backoff.snooze();
-                stamp = slot.stamp.load(Ordering::Acquire);
-                continue;
-            }
-            // `SeqCst` costs nothing more on x86 (a locked CMPXCHG either
-            // way) and keeps loom's weaker-than-C11 `SeqCst` from letting the
-            // parking re-check read this `BUSY` after the final store.
-            match slot.stamp.compare_exchange_weak(
-                stamp,
-                seq << 1 | BUSY,
-                Ordering::SeqCst,
-                Ordering::Acquire,
-            ) {
-                Ok(_) => break,
-                Err(now) => stamp = now,
-            }
+        if !take_stamp(&slot.stamp, seq, 1) {
+            // A publisher a lap ahead went past: readers are told they
+            // missed `seq`, and the record leaves the ring unpublished.
+            // SAFETY: `prev` is the predecessor of a record that just left
+            // the ring (the caller's guarantee).
+            unsafe { self.leave(prev, prev_seq, guard) };
+            return;
         }
         let had = slot.node.load(Ordering::Relaxed);
         let old_prev = slot.prev.load(Ordering::Relaxed);

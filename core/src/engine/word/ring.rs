@@ -35,10 +35,9 @@
 //! published by its writer and a stamp only moves forward, so "below `c`"
 //! means "not yet", never "lost".
 
-use crate::engine::backoff::Backoff;
 use crate::engine::hint::prefetch_write;
 use crate::engine::node::NodeKind;
-use crate::engine::ring::{stripe, RingAllocError};
+use crate::engine::ring::{not_yet_at, stripe, take_stamp, RingAllocError};
 use crate::engine::slots::{self, Zeroed};
 use crate::sync::{fence, AtomicU64, Ordering};
 
@@ -114,7 +113,7 @@ fn kind_of(stamp: u64) -> NodeKind {
 
 #[inline]
 fn stamp_not_yet(stamp: u64, cursor: u64) -> bool {
-    held(stamp) < cursor || (held(stamp) == cursor && stamp & BUSY != 0)
+    not_yet_at(stamp, cursor, SEQ_SHIFT)
 }
 
 pub(crate) struct WordRing {
@@ -156,28 +155,8 @@ impl WordRing {
         let seq = ev.seq;
         let slot = self.slot(seq);
         prefetch_write(&self.slot(seq + WRITE_AHEAD).stamp);
-        let mut stamp = slot.stamp.load(Ordering::Acquire);
-        let mut backoff = Backoff::new();
-        loop {
-            if held(stamp) > seq {
-                return;
-            }
-            if stamp & BUSY != 0 {
-                backoff.snooze();
-                stamp = slot.stamp.load(Ordering::Acquire);
-                continue;
-            }
-            // `SeqCst` as in the record ring (free on x86; loom's parking
-            // re-check needs it).
-            match slot.stamp.compare_exchange_weak(
-                stamp,
-                seq << SEQ_SHIFT | BUSY,
-                Ordering::SeqCst,
-                Ordering::Acquire,
-            ) {
-                Ok(_) => break,
-                Err(now) => stamp = now,
-            }
+        if !take_stamp(&slot.stamp, seq, SEQ_SHIFT) {
+            return;
         }
         slot.key.store(ev.key, FIELD_STORE);
         slot.value.store(ev.value, FIELD_STORE);
